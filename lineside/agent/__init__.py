@@ -1,0 +1,1 @@
+"""The agent: configuration, the pure backflush engine, the ledger, sync, runtime and CLI."""

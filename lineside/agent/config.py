@@ -1,0 +1,422 @@
+"""The technician's YAML file, validated whole: every error at once, with file:line and key path."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from lineside.agent.yamlsource import KeyPath, Source, format_path, parse
+from lineside.drivers.dosing import AsciiMeterConfig
+from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig
+from lineside.drivers.scanner import SerialScannerConfig
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+TOPIC_SAFE = r"^[A-Za-z0-9_\-]+$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class GatewayConfig(Model):
+    id: str = Field(pattern=TOPIC_SAFE, max_length=64)
+    site: str = Field(pattern=TOPIC_SAFE, max_length=64)
+    data_dir: Path = Path("./var")
+
+
+class TlsConfig(Model):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+
+
+class MqttConfig(Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsConfig | None = None
+    topic_prefix: str = "lineside/v1"
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    batch_max: int = Field(default=100, ge=1, le=10_000)
+    inflight_max: int = Field(default=20, ge=1, le=1000)
+    retention_days: Decimal = Field(default=Decimal(7), ge=0)
+    stock_interval_s: Decimal = Field(default=Decimal(5), ge=0)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not value or any(c in value for c in "+#") or value[0] == "/" or value[-1] == "/":
+            raise ValueError("must be a plain topic path without +, # or leading/trailing /")
+        return value
+
+
+class ItemConfig(Model):
+    uom: str = Field(min_length=1, max_length=16)
+    decimals: int = Field(default=0, ge=0, le=9)
+    cost: Decimal = Field(default=Decimal(0), ge=0)
+    conversion_cost: Decimal = Field(default=Decimal(0), ge=0)
+    phantom: bool = False
+    gtin: str | None = None
+    description: str = ""
+
+    @field_validator("gtin")
+    @classmethod
+    def _gtin(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = value.strip()
+        if not re.fullmatch(r"\d{8}|\d{12}|\d{13}|\d{14}", digits):
+            raise ValueError(f"GTIN '{value}' must be 8, 12, 13 or 14 digits")
+        digits = digits.zfill(14)
+        if gtin_check_digit(digits[:-1]) != int(digits[-1]):
+            raise ValueError(f"GTIN '{value}' has a wrong check digit")
+        return digits
+
+
+def gtin_check_digit(body: str) -> int:
+    """GS1 mod-10: weights 3,1,3,… from the right of the body."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - total % 10) % 10
+
+
+class ComponentConfig(Model):
+    item: str
+    qty: Decimal = Field(gt=0)
+    scrap_pct: Decimal = Field(default=Decimal(0), ge=0, le=1000)
+    stage: str | None = None
+    flush: Literal["standard", "measured"] = "standard"
+
+
+class BomConfig(Model):
+    per: Decimal = Field(default=Decimal(1), gt=0)
+    components: list[ComponentConfig] = Field(min_length=1)
+
+
+class CountersConfig(Model):
+    good: str | None = None
+    scrap: str | None = None
+
+
+class WorkCenterConfig(Model):
+    location: str = Field(pattern=NAME)
+    item: str | None = None
+    counters: CountersConfig = CountersConfig()
+    stages: dict[str, str] = {}
+    on_shortage: Literal["allow", "hold"] = "allow"
+    max_delta: int = Field(default=100_000, ge=1)
+    order_prefix: str | None = None
+
+
+class MeterConfig(Model):
+    point: str
+    item: str
+    work_center: str
+    max_delta: Decimal = Field(default=Decimal(1_000_000), gt=0)
+
+
+class HealthConfig(Model):
+    listen: str = "127.0.0.1:9750"
+
+
+class LogConfig(Model):
+    format: Literal["keyvalue", "json"] = "keyvalue"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+DeviceConfig = Annotated[
+    ModbusTcpConfig | ModbusRtuConfig | SerialScannerConfig | AsciiMeterConfig,
+    Field(discriminator="driver"),
+]
+
+
+class LinesideConfig(Model):
+    gateway: GatewayConfig
+    mqtt: MqttConfig = MqttConfig()
+    items: dict[str, ItemConfig] = {}
+    boms: dict[str, BomConfig] = {}
+    work_centers: dict[str, WorkCenterConfig] = {}
+    meters: dict[str, MeterConfig] = {}
+    devices: dict[str, DeviceConfig] = {}
+    health: HealthConfig | None = None
+    log: LogConfig = LogConfig()
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.path}: {self.message}"
+
+
+class ConfigInvalid(Exception):
+    """The config was refused whole; errors lists every reason."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A valid config and the file it came from (relative paths are resolved against it)."""
+
+    config: LinesideConfig
+    path: Path
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.resolve(self.config.gateway.data_dir)
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.path.parent / path).resolve()
+
+
+def load(path: str | Path) -> LoadedConfig:
+    """Read and validate a config file; raises ConfigInvalid with every error found."""
+    file = Path(path)
+    name = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigInvalid([ConfigError(name, 1, "(file)", f"cannot read: {exc}")]) from None
+    return load_text(text, file)
+
+
+def load_text(text: str, file: Path) -> LoadedConfig:
+    name = str(file)
+    try:
+        source = parse(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        error = ConfigError(name, line, "(yaml)", f"not valid YAML: {problem}")
+        raise ConfigInvalid([error]) from None
+    errors = [
+        ConfigError(name, line, format_path(key), f"duplicate key (first given on line {first})")
+        for key, line, first in source.duplicates
+    ]
+    if not isinstance(source.data, dict):
+        errors.append(ConfigError(name, 1, "(top level)", "must be a mapping of sections"))
+        raise ConfigInvalid(errors)
+    data = _stringify_keys(source.data)
+    config, invalid = _validate_sections(name, source, data, errors)
+    problems, warnings = check_references(config, invalid)
+    errors += [ConfigError(name, source.line_of(p), format_path(p), m) for p, m in problems]
+    if errors:
+        errors.sort(key=lambda e: e.line)
+        raise ConfigInvalid(errors)
+    return LoadedConfig(config=config, path=file.resolve(), warnings=tuple(warnings))
+
+
+_ENTRY_SECTIONS = ("items", "boms", "work_centers", "meters", "devices")
+
+
+def _validate_sections(
+    name: str, source: Source, data: dict[str, Any], errors: list[ConfigError]
+) -> tuple[LinesideConfig, set[str]]:
+    """Validate entry by entry so that one bad entry does not hide the others' errors.
+
+    Returns a config of the valid parts and the names of entries that failed, which
+    the cross-reference check treats as known (their own errors are already reported).
+    """
+    invalid: set[str] = set()
+    checked: dict[str, Any] = {}
+    for key in data:
+        if key not in LinesideConfig.model_fields:
+            errors.append(ConfigError(name, source.line_of((key,)), key, _UNKNOWN))
+    for field, info in LinesideConfig.model_fields.items():
+        if field not in data:
+            if info.is_required():
+                errors.append(ConfigError(name, 1, field, "required section is missing"))
+            continue
+        raw = data[field]
+        entry_type = _entry_type(field)
+        if entry_type is not None and isinstance(raw, dict):
+            good: dict[str, Any] = {}
+            for entry, value in raw.items():
+                try:
+                    good[entry] = TypeAdapter(entry_type).validate_python(value)
+                except ValidationError as exc:
+                    invalid.add(entry)
+                    errors.extend(
+                        _from_pydantic(name, source, e, (field, entry)) for e in exc.errors()
+                    )
+            checked[field] = good
+            continue
+        try:
+            checked[field] = TypeAdapter(Any if info.annotation is None else info.annotation)\
+                .validate_python(raw)
+        except ValidationError as exc:
+            errors.extend(_from_pydantic(name, source, e, (field,)) for e in exc.errors())
+    if "gateway" not in checked:
+        checked["gateway"] = GatewayConfig(id="invalid", site="invalid")
+    return LinesideConfig.model_validate(checked), invalid
+
+
+def _entry_type(field: str) -> Any:
+    if field not in _ENTRY_SECTIONS:
+        return None
+    return {
+        "items": ItemConfig,
+        "boms": BomConfig,
+        "work_centers": WorkCenterConfig,
+        "meters": MeterConfig,
+        "devices": DeviceConfig,
+    }[field]
+
+
+_UNKNOWN = "unknown key (check the spelling; see docs/configuration.md)"
+
+
+def _stringify_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _stringify_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stringify_keys(v) for v in value]
+    return value
+
+
+def _from_pydantic(name: str, source: Source, err: Any, prefix: KeyPath = ()) -> ConfigError:
+    loc: KeyPath = prefix + tuple(p for p in err["loc"] if not _is_union_tag(p))
+    message = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        message = _UNKNOWN
+    elif err["type"] == "missing":
+        message = "required key is missing"
+    elif err["type"] == "union_tag_invalid":
+        message = (
+            f"unknown driver {err['input'].get('driver')!r}; expected one of "
+            "modbus_tcp, modbus_rtu, serial_scanner, ascii_meter"
+        )
+        loc = (*loc, "driver")
+    elif err["type"] == "union_tag_not_found":
+        message = "a device needs 'driver': modbus_tcp, modbus_rtu, serial_scanner or ascii_meter"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return ConfigError(name, source.line_of(loc), format_path(loc), message)
+
+
+def _is_union_tag(part: Any) -> bool:
+    return part in ("modbus_tcp", "modbus_rtu", "serial_scanner", "ascii_meter")
+
+
+def check_references(
+    config: LinesideConfig, invalid: set[str] | frozenset[str] = frozenset()
+) -> tuple[list[tuple[KeyPath, str]], list[str]]:
+    """Cross-references no single field can check: items, cycles, device points, stages.
+
+    Names in invalid failed their own validation: references to them are not reported again.
+    """
+    problems: list[tuple[KeyPath, str]] = []
+    warnings: list[str] = []
+    items = _Known(config.items, invalid)
+    for parent, bom in config.boms.items():
+        if parent not in items:
+            problems.append((("boms", parent), f"BOM for unknown item {parent!r}"))
+        for index, comp in enumerate(bom.components):
+            where: KeyPath = ("boms", parent, "components", index, "item")
+            if comp.item not in items:
+                problems.append((where, f"unknown item {comp.item!r}"))
+            elif comp.item == parent:
+                problems.append((where, f"{parent!r} cannot consume itself"))
+            elif _is_phantom(config, comp.item) and comp.item not in config.boms:
+                problems.append((where, f"phantom item {comp.item!r} has no BOM to explode"))
+    for start, cycle in _phantom_cycles(config):
+        problems.append((("boms", start), f"phantom cycle: {' -> '.join(cycle)}"))
+    bad_devices = {name for name in invalid if name not in config.devices}
+    points = {
+        f"{dev}.{point}": dev for dev, cfg in config.devices.items() for point in cfg.point_names()
+    }
+    used: dict[str, KeyPath] = {}
+
+    def point_ref(ref: str | None, where: KeyPath) -> None:
+        if ref is None:
+            return
+        if ref not in points and ref.split(".")[0] in bad_devices:
+            return
+        if ref not in points:
+            problems.append((where, f"no device point {ref!r} (write it as device.point)"))
+        elif ref in used:
+            problems.append((where, f"point {ref!r} is already used by {format_path(used[ref])}"))
+        else:
+            used[ref] = where
+
+    for name, wc in config.work_centers.items():
+        base: KeyPath = ("work_centers", name)
+        if wc.item is not None and wc.item not in items:
+            problems.append(((*base, "item"), f"unknown item {wc.item!r}"))
+        elif wc.item is not None and wc.item not in config.boms:
+            warnings.append(f"work_centers.{name}.item: {wc.item} has no BOM; completions are held")
+        point_ref(wc.counters.good, (*base, "counters", "good"))
+        point_ref(wc.counters.scrap, (*base, "counters", "scrap"))
+        for stage, ref in wc.stages.items():
+            point_ref(ref, (*base, "stages", stage))
+    for name, meter in config.meters.items():
+        base = ("meters", name)
+        point_ref(meter.point, (*base, "point"))
+        if meter.item not in items:
+            problems.append(((*base, "item"), f"unknown item {meter.item!r}"))
+        if meter.work_center not in config.work_centers and meter.work_center not in invalid:
+            problems.append(((*base, "work_center"), f"unknown work center {meter.work_center!r}"))
+    for name, dev in config.devices.items():
+        wc_ref = getattr(dev, "work_center", None)
+        if wc_ref is not None and wc_ref not in config.work_centers and wc_ref not in invalid:
+            problems.append(
+                (("devices", name, "work_center"), f"unknown work center {wc_ref!r}")
+            )
+    return problems, warnings
+
+
+def _is_phantom(config: LinesideConfig, code: str) -> bool:
+    item = config.items.get(code)
+    return item is not None and item.phantom
+
+
+class _Known(dict[str, ItemConfig]):
+    """Valid items, where names of invalid entries also count as known (never phantom)."""
+
+    def __init__(self, items: dict[str, ItemConfig], invalid: set[str] | frozenset[str]) -> None:
+        super().__init__(items)
+        self._invalid = invalid
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or key in self._invalid
+
+
+def _phantom_cycles(config: LinesideConfig) -> list[tuple[str, list[str]]]:
+    """Cycles through BOMs (phantom or not): exploding them would never end."""
+    found: list[tuple[str, list[str]]] = []
+    reported: set[frozenset[str]] = set()
+
+    def visit(item: str, path: list[str]) -> None:
+        bom = config.boms.get(item)
+        if bom is None:
+            return
+        for comp in bom.components:
+            if comp.item in path:
+                cycle = [*path[path.index(comp.item):], comp.item]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    found.append((cycle[0], cycle))
+            elif _is_phantom(config, comp.item):
+                visit(comp.item, [*path, comp.item])
+
+    for parent in config.boms:
+        visit(parent, [parent])
+    return found

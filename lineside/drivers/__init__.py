@@ -1,0 +1,1 @@
+"""Drivers know protocols, not products: they return readings and never touch the ledger."""

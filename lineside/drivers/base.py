@@ -1,0 +1,68 @@
+"""What every driver hands to the agent: readings, scans and device status changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class DriverModel(BaseModel):
+    """Base of every driver's config: unknown keys are errors, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One value of one point, or a failed read of it (value None, ok False)."""
+
+    device: str
+    point: str
+    value: int | Decimal | None
+    ts: datetime
+    ok: bool = True
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One barcode as the scanner sent it, symbology prefix and GS separators kept."""
+
+    device: str
+    data: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A device went down or came back: emitted once per change, not per failed poll."""
+
+    device: str
+    state: Literal["up", "down"]
+    ts: datetime
+    reason: str = ""
+
+
+Event = Reading | Scan | DeviceStatus
+Emit = Callable[[Event], None]
+
+
+class StopFlag(Protocol):
+    """A threading.Event or anything with the same two methods."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Driver(Protocol):
+    """A device's loop: polls until stopped, reconnects by itself, never raises."""
+
+    name: str
+
+    def run(self, stop: StopFlag, emit: Emit) -> None: ...
