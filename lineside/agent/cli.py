@@ -1,3 +1,5 @@
 """Placeholder, replaced below."""
+
+
 def main() -> int:
     return 0

@@ -259,8 +259,9 @@ def _validate_sections(
             checked[field] = good
             continue
         try:
-            checked[field] = TypeAdapter(Any if info.annotation is None else info.annotation)\
-                .validate_python(raw)
+            checked[field] = TypeAdapter(
+                Any if info.annotation is None else info.annotation
+            ).validate_python(raw)
         except ValidationError as exc:
             errors.extend(_from_pydantic(name, source, e, (field,)) for e in exc.errors())
     if "gateway" not in checked:
@@ -376,9 +377,7 @@ def check_references(
     for name, dev in config.devices.items():
         wc_ref = getattr(dev, "work_center", None)
         if wc_ref is not None and wc_ref not in config.work_centers and wc_ref not in invalid:
-            problems.append(
-                (("devices", name, "work_center"), f"unknown work center {wc_ref!r}")
-            )
+            problems.append((("devices", name, "work_center"), f"unknown work center {wc_ref!r}"))
     return problems, warnings
 
 
@@ -409,7 +408,7 @@ def _phantom_cycles(config: LinesideConfig) -> list[tuple[str, list[str]]]:
             return
         for comp in bom.components:
             if comp.item in path:
-                cycle = [*path[path.index(comp.item):], comp.item]
+                cycle = [*path[path.index(comp.item) :], comp.item]
                 key = frozenset(cycle)
                 if key not in reported:
                     reported.add(key)

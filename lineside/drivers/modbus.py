@@ -12,8 +12,14 @@ from lineside.drivers.base import DriverModel
 PointType = Literal["uint16", "int16", "uint32", "int32", "float32", "uint64", "float64", "bool"]
 
 WIDTH_BITS: dict[str, int] = {
-    "uint16": 16, "int16": 16, "uint32": 32, "int32": 32,
-    "float32": 32, "uint64": 64, "float64": 64, "bool": 1,
+    "uint16": 16,
+    "int16": 16,
+    "uint32": 32,
+    "int32": 32,
+    "float32": 32,
+    "uint64": 64,
+    "float64": 64,
+    "bool": 1,
 }
 
 

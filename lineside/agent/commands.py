@@ -1,0 +1,110 @@
+"""Commands: what someone or something asks the ledger to do. One handler each (handlers.py).
+
+Every command carries an idempotency key: applying the same key twice changes nothing
+and returns the first result again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    key: str
+    ts: datetime
+    cause: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Complete(Command):
+    """Production reported at a work center (by hand, or a counter's delta)."""
+
+    work_center: str
+    good: int = 0
+    scrap: int = 0
+    stage: str | None = None  # units that passed this stage (its components only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CounterReading(Command):
+    """A fresh value of a counter point: interpreted, then posted with the new last value."""
+
+    point: str
+    value: int | Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeterReading(Command):
+    """A fresh totalizer value of a meter point: its delta is measured consumption."""
+
+    point: str
+    value: Decimal
+
+
+@dataclass(frozen=True, kw_only=True)
+class Receive(Command):
+    item: str
+    qty: Decimal
+    location: str
+    lot: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Count(Command):
+    item: str
+    qty: Decimal
+    location: str
+    lot: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartOrder(Command):
+    order: str
+    work_center: str
+    item: str
+    qty: Decimal | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloseOrder(Command):
+    order: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reverse(Command):
+    tx_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PutItem(Command):
+    item: str
+    data: dict[str, Any]  # the keys of an items: entry in the config
+
+
+@dataclass(frozen=True, kw_only=True)
+class PutBom(Command):
+    item: str
+    data: dict[str, Any]  # the keys of a boms: entry in the config
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """What a handler answers; ok False carries a message for a person."""
+
+    ok: bool
+    error: str | None = None
+    transactions: tuple[dict[str, Any], ...] = ()
+    alerts: tuple[dict[str, Any], ...] = ()
+    duplicate: bool = False
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def reply(self, request_id: str) -> dict[str, Any]:
+        return {"request_id": request_id, "ok": self.ok, "error": self.error}
+
+
+class Rejected(Exception):
+    """Bad input: the command is refused with this message and nothing changes."""

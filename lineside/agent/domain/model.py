@@ -1,0 +1,77 @@
+"""Master data and stock as the engine sees them: frozen dataclasses, Decimal quantities."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
+
+ShortagePolicy = Literal["allow", "hold"]
+Flush = Literal["standard", "measured"]
+NO_LOT = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    code: str
+    uom: str
+    decimals: int = 0
+    cost: Decimal = Decimal(0)
+    conversion_cost: Decimal = Decimal(0)
+    phantom: bool = False
+    gtin: str | None = None
+
+    def round(self, qty: Decimal) -> Decimal:
+        """Round once to the item's decimals, half up (what ERPs do for a posting)."""
+        return qty.quantize(Decimal(1).scaleb(-self.decimals), rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    item: str
+    qty: Decimal
+    scrap_pct: Decimal = Decimal(0)
+    stage: str | None = None
+    flush: Flush = "standard"
+
+    @property
+    def gross_qty(self) -> Decimal:
+        """Quantity including planned scrap: qty × (1 + scrap_pct / 100)."""
+        return self.qty * (1 + self.scrap_pct / 100)
+
+
+@dataclass(frozen=True, slots=True)
+class Bom:
+    item: str
+    per: Decimal
+    components: tuple[Component, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkCenter:
+    code: str
+    location: str
+    item: str | None = None
+    on_shortage: ShortagePolicy = "allow"
+    stages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MasterData:
+    """Items, BOMs and work centers: the config's, overlaid by item.put / bom.put."""
+
+    items: Mapping[str, Item] = field(default_factory=dict)
+    boms: Mapping[str, Bom] = field(default_factory=dict)
+    work_centers: Mapping[str, WorkCenter] = field(default_factory=dict)
+
+    def item_by_gtin(self) -> dict[str, str]:
+        return {i.gtin: i.code for i in self.items.values() if i.gtin}
+
+
+@dataclass(frozen=True, slots=True)
+class LotBalance:
+    """One stock row at a location; lot NO_LOT is stock without a lot (and shortages)."""
+
+    lot: str
+    qty: Decimal

@@ -1,0 +1,555 @@
+"""One handler per command, each inside one unit of work. The ledger's only way in."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from lineside.agent import master as masterdata
+from lineside.agent.commands import (
+    CloseOrder,
+    Command,
+    Complete,
+    Count,
+    CounterReading,
+    MeterReading,
+    PutBom,
+    PutItem,
+    Receive,
+    Rejected,
+    Result,
+    Reverse,
+    StartOrder,
+)
+from lineside.agent.config import BomConfig, ItemConfig, LinesideConfig
+from lineside.agent.domain.backflush import (
+    CannotPost,
+    Carry,
+    Move,
+    advance,
+    completion_move,
+    consume,
+    plan_consumption,
+)
+from lineside.agent.domain.counters import interpret
+from lineside.agent.domain.model import NO_LOT, Item, MasterData, WorkCenter
+from lineside.agent.ledger.store import Posting, UnitOfWork, iso
+from lineside.agent.points import PointMap, point_map
+
+log = logging.getLogger("lineside.ledger")
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Production:
+    """Units of an item reported under one role at a work center, against an order or not."""
+
+    work_center: str
+    item: str
+    role: str
+    units: int
+    order_no: str | None
+    event: str
+    cause: str
+    with_completion: bool
+
+    @property
+    def bucket(self) -> str:
+        return f"order:{self.order_no}" if self.order_no else f"wc:{self.work_center}:{self.item}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "production", **self.__dict__}
+
+
+class Ledger:
+    """The ledger file behind its handlers; safe to call from any thread."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, config: LinesideConfig, clock: Clock = utc_now
+    ) -> None:
+        self.conn = conn
+        self.config = config
+        self.clock = clock
+        self.points: PointMap = point_map(config)
+        self._lock = threading.RLock()
+        self._master_version: str | None = None
+        self._master = MasterData()
+        self._last_value: dict[str, str | None] = {}
+        self._handlers: dict[type[Command], Callable[[UnitOfWork, Any], None]] = {
+            Complete: self._complete,
+            CounterReading: self._counter_reading,
+            MeterReading: self._meter_reading,
+            Receive: self._receive,
+            Count: self._count,
+            StartOrder: self._start_order,
+            CloseOrder: self._close_order,
+            Reverse: self._reverse,
+            PutItem: self._put_item,
+            PutBom: self._put_bom,
+        }
+
+    # -- entry point ---------------------------------------------------------------------
+    def execute(self, command: Command) -> Result:
+        """Apply command once: the same key again is answered with the first result."""
+        with self._lock:
+            if self._unchanged_reading(command):
+                return Result(ok=True)
+            with UnitOfWork(self.conn) as uow:
+                self._refresh_master(uow)
+                stored = uow.seen(command.key)
+                if stored is not None:
+                    return _duplicate(stored)
+                try:
+                    self._handlers[type(command)](uow, command)
+                except Rejected as exc:
+                    return Result(ok=False, error=str(exc))
+                if not isinstance(command, CounterReading | MeterReading):
+                    reply = json.dumps({"ok": True, "transactions": [t["id"] for t in uow.posted]})
+                    uow.remember(command.key, type(command).__name__, command.ts, reply)
+                uow.commit()
+                posted, alerts = tuple(uow.posted), tuple(uow.alerts)
+            if isinstance(command, CounterReading | MeterReading):
+                self._last_value[command.point] = str(command.value)
+            for alert in alerts:
+                log.warning("alert %s", " ".join(f"{k}={v}" for k, v in alert.items()))
+            return Result(ok=True, transactions=posted, alerts=alerts)
+
+    @property
+    def master(self) -> MasterData:
+        with self._lock, UnitOfWork(self.conn) as uow:
+            self._refresh_master(uow)
+            return self._master
+
+    def _unchanged_reading(self, command: Command) -> bool:
+        """Idle counters cost no SQLite write at all (SD cards wear out)."""
+        if not isinstance(command, CounterReading | MeterReading):
+            return False
+        return self._last_value.get(command.point, "\0") == str(command.value)
+
+    def _refresh_master(self, uow: UnitOfWork) -> None:
+        version = uow.meta("master_version") or "0"
+        if version != self._master_version:
+            self._master = masterdata.build(self.config, masterdata.read_overlays(self.conn))
+            self._master_version = version
+
+    # -- production ----------------------------------------------------------------------
+    def _complete(self, uow: UnitOfWork, cmd: Complete) -> None:
+        wc = self._work_center(cmd.work_center)
+        if cmd.good < 0 or cmd.scrap < 0:
+            raise Rejected("good and scrap must be 0 or more")
+        if cmd.stage is not None and cmd.stage not in wc.stages:
+            raise Rejected(f"work center {wc.code} has no stage {cmd.stage!r}")
+        cause = cmd.cause or cmd.key
+        if cmd.stage is not None:
+            self._produce(uow, wc, f"stage:{cmd.stage}", cmd.good, cmd.key, cause, cmd.ts)
+            return
+        self._produce(uow, wc, "good", cmd.good, cmd.key, cause, cmd.ts)
+        self._produce(uow, wc, "scrap", cmd.scrap, cmd.key, cause, cmd.ts)
+
+    def _produce(
+        self,
+        uow: UnitOfWork,
+        wc: WorkCenter,
+        role: str,
+        units: int,
+        event: str,
+        cause: str,
+        ts: datetime,
+    ) -> None:
+        if units == 0:
+            return
+        active = uow.active_order(wc.code)
+        order_no, item = active if active else (None, wc.item)
+        if item is None:
+            production = Production(wc.code, "", role, units, None, event, cause, role == "good")
+            self._hold(uow, production, "no active order and no default item", ts)
+            return
+        production = Production(wc.code, item, role, units, order_no, event, cause, role == "good")
+        self._post_production(uow, production, ts, may_hold=True)
+
+    def _post_production(
+        self, uow: UnitOfWork, p: Production, ts: datetime, *, may_hold: bool
+    ) -> str | None:
+        """Post p, or return why it must wait (and hold it when may_hold)."""
+        wc = self._work_center(p.work_center)
+        master = self._master
+        posting = Posting(ts, p.event, p.cause, p.order_no, p.work_center)
+        try:
+            completion = (
+                completion_move(master, wc, p.item, p.units, p.order_no or NO_LOT)
+                if p.with_completion
+                else None
+            )
+            components = _components(master, p.item)
+            stock = {
+                code: uom_lots for code in components if (uom_lots := uow.lots(code, wc.location))
+            }
+            plan = plan_consumption(
+                master, wc, p.item, p.role, p.units, uow.carries(p.bucket, components), stock
+            )
+        except CannotPost as exc:
+            return self._hold(uow, p, str(exc), ts) if may_hold else str(exc)
+        if plan.shortages and wc.on_shortage == "hold":
+            missing = ", ".join(f"{s.item} short {s.missing}" for s in plan.shortages)
+            if completion is not None:  # production is never blocked: only the backflush waits
+                self._post_move(uow, completion, posting)
+                p = Production(**{**p.__dict__, "with_completion": False})
+            reason = f"shortage: {missing}"
+            return self._hold(uow, p, reason, ts) if may_hold else reason
+        if completion is not None:
+            self._post_move(uow, completion, posting)
+        for move in plan.moves:
+            self._post_move(uow, move, posting)
+        for code, carry in plan.carries.items():
+            uow.save_carry(p.bucket, code, carry)
+        for code, qty in plan.standard_measured.items():
+            uow.add_standard(p.bucket, code, qty, p.order_no, p.work_center)
+        for short in plan.shortages:
+            self._negative_alert(uow, short.item, short.location, ts, p.event)
+        return None
+
+    def _hold(self, uow: UnitOfWork, p: Production, reason: str, ts: datetime) -> str:
+        held_id = uow.hold(f"{p.event}/{p.role}", ts, p.work_center, reason, p.to_json())
+        uow.alert(
+            "held",
+            ts,
+            held_id=held_id,
+            work_center=p.work_center,
+            item=p.item or None,
+            units=p.units,
+            role=p.role,
+            reason=reason,
+        )
+        return reason
+
+    def _retry_held(self, uow: UnitOfWork, ts: datetime) -> None:
+        """Post what waited for stock or master data, oldest first; the rest keeps waiting."""
+        for held_id, _key, command in uow.held_events():
+            if command.get("type") != "production":
+                continue
+            fields = {k: v for k, v in command.items() if k != "type"}
+            production = Production(**fields)
+            if not production.item:
+                continue
+            reason = self._post_production(uow, production, ts, may_hold=False)
+            if reason is None:
+                uow.resolve_held(held_id, "posted", ts)
+            else:
+                uow.resolve_held(held_id, "held", ts, reason=reason)
+
+    # -- readings ------------------------------------------------------------------------
+    def _counter_reading(self, uow: UnitOfWork, cmd: CounterReading) -> None:
+        point = self.points.counters.get(cmd.point)
+        if point is None:
+            raise Rejected(f"point {cmd.point!r} is not a counter of any work center")
+        if isinstance(cmd.value, Decimal) and cmd.value != cmd.value.to_integral_value():
+            raise Rejected(f"counter {cmd.point} read a fraction: {cmd.value}")
+        value = int(cmd.value)
+        last_text = uow.counter(cmd.point)
+        last = None if last_text is None else int(Decimal(last_text))
+        delta = interpret(last, value, point.width_bits, point.max_delta)
+        if delta.kind == "unchanged":
+            return
+        uow.save_counter(cmd.point, str(value), cmd.ts)
+        event = f"{cmd.point}:{last}->{value}"
+        if delta.kind == "reset":
+            uow.alert("counter_reset", cmd.ts, point=cmd.point, last=str(last), value=str(value))
+        if delta.kind == "implausible":
+            self._hold_implausible(uow, point.work_center, point.role, int(delta.delta), event, cmd)
+            return
+        if delta.counts:
+            wc = self._work_center(point.work_center)
+            self._produce(uow, wc, point.role, int(delta.delta), event, event, cmd.ts)
+
+    def _hold_implausible(
+        self, uow: UnitOfWork, wc: str, role: str, units: int, event: str, cmd: Command
+    ) -> None:
+        reason = f"implausible jump of {units} units (above max_delta)"
+        command = {
+            "type": "implausible",
+            "work_center": wc,
+            "role": role,
+            "units": units,
+            "event": event,
+        }
+        held_id = uow.hold(event, cmd.ts, wc, reason, command)
+        uow.alert(
+            "implausible_delta",
+            cmd.ts,
+            held_id=held_id,
+            work_center=wc,
+            role=role,
+            units=units,
+            event=event,
+        )
+
+    def _meter_reading(self, uow: UnitOfWork, cmd: MeterReading) -> None:
+        meter = self.points.meters.get(cmd.point)
+        if meter is None:
+            raise Rejected(f"point {cmd.point!r} is not a meter")
+        last_text = uow.counter(cmd.point)
+        last = None if last_text is None else Decimal(last_text)
+        delta = interpret(last, cmd.value, None, meter.max_delta)
+        if delta.kind == "unchanged":
+            return
+        uow.save_counter(cmd.point, str(cmd.value), cmd.ts)
+        event = f"{cmd.point}:{last}->{cmd.value}"
+        if delta.kind == "reset":
+            uow.alert(
+                "counter_reset", cmd.ts, point=cmd.point, last=str(last), value=str(cmd.value)
+            )
+        if delta.kind == "implausible":
+            uow.alert(
+                "implausible_delta", cmd.ts, point=cmd.point, qty=str(delta.delta), event=event
+            )
+            return
+        if not delta.counts:
+            return
+        self._post_measured(uow, meter.work_center, meter.item, Decimal(delta.delta), event, cmd.ts)
+
+    def _post_measured(
+        self, uow: UnitOfWork, wc_code: str, item_code: str, qty: Decimal, event: str, ts: datetime
+    ) -> None:
+        wc = self._work_center(wc_code)
+        item = self._item(item_code)
+        active = uow.active_order(wc.code)
+        order_no = active[0] if active else None
+        bucket = f"measured:order:{order_no}" if order_no else f"measured:wc:{wc.code}"
+        carry = uow.carries(bucket, [item.code]).get(item.code, Carry())
+        post, new_carry = advance(item, carry, qty)
+        uow.save_carry(bucket, item.code, new_carry)
+        moves, short = consume(
+            item, wc.location, post, "measured", uow.lots(item.code, wc.location)
+        )
+        posting = Posting(ts, event, event, order_no, wc.code)
+        for move in moves:
+            self._post_move(uow, move, posting)
+        if short is not None:
+            self._negative_alert(uow, item.code, wc.location, ts, event)
+
+    # -- stock ---------------------------------------------------------------------------
+    def _receive(self, uow: UnitOfWork, cmd: Receive) -> None:
+        item = self._stocked_item(cmd.item)
+        qty = self._quantity(item, cmd.qty, positive=True)
+        lot = _lot(cmd.lot)
+        move = Move("receipt", item.code, cmd.location, lot, qty, qty * item.cost)
+        self._post_move(uow, move, Posting(cmd.ts, cmd.key, cmd.cause or cmd.key))
+        self._retry_held(uow, cmd.ts)
+
+    def _count(self, uow: UnitOfWork, cmd: Count) -> None:
+        item = self._stocked_item(cmd.item)
+        counted = self._quantity(item, cmd.qty, positive=False)
+        if counted < 0:
+            raise Rejected("a counted quantity cannot be negative")
+        lots = uow.lots(item.code, cmd.location)
+        lot = _lot(cmd.lot)
+        book = sum((b.qty for b in lots if cmd.lot is None or b.lot == lot), Decimal(0))
+        diff = counted - book
+        posting = Posting(cmd.ts, cmd.key, cmd.cause or f"count {cmd.key}")
+        if diff > 0 or (diff < 0 and cmd.lot is not None):
+            self._post_move(
+                uow,
+                Move("adjustment", item.code, cmd.location, lot, diff, diff * item.cost),
+                posting,
+            )
+        elif diff < 0:  # a count of the item's total: take the loss from the oldest lots
+            moves, _ = consume(item, cmd.location, -diff, "adjustment", lots)
+            for move in moves:
+                self._post_move(uow, move, posting)
+        uow.record_count(
+            {
+                "ts": iso(cmd.ts),
+                "item": item.code,
+                "location": cmd.location,
+                "lot": cmd.lot,
+                "book": str(book),
+                "counted": str(counted),
+                "diff": str(diff),
+                "value": str(diff * item.cost),
+                "event": cmd.key,
+            }
+        )
+        self._retry_held(uow, cmd.ts)
+
+    def _reverse(self, uow: UnitOfWork, cmd: Reverse) -> None:
+        tx = uow.transaction(cmd.tx_id)
+        if tx is None:
+            raise Rejected(f"no transaction {cmd.tx_id!r}")
+        if tx["kind"] == "reversal":
+            raise Rejected(f"{cmd.tx_id} is itself a reversal and cannot be reversed")
+        done = uow.reversal_of(cmd.tx_id)
+        if done is not None:
+            raise Rejected(f"{cmd.tx_id} was already reversed by {done}")
+        qty, cost = -Decimal(tx["qty"]), -Decimal(tx["cost"])
+        move = Move("reversal", tx["item"], tx["location"], tx["lot"], qty, cost)
+        posting = Posting(
+            cmd.ts,
+            cmd.key,
+            cmd.cause or f"reversal of {cmd.tx_id}",
+            tx["order_no"],
+            tx["work_center"],
+            reverses=cmd.tx_id,
+        )
+        uow.post(move, tx["uom"], posting)
+        self._retry_held(uow, cmd.ts)
+
+    # -- orders --------------------------------------------------------------------------
+    def _start_order(self, uow: UnitOfWork, cmd: StartOrder) -> None:
+        wc = self._work_center(cmd.work_center)
+        self._item(cmd.item)
+        if cmd.qty is not None and cmd.qty <= 0:
+            raise Rejected("order quantity must be more than 0")
+        existing = uow.order(cmd.order)
+        if existing is not None:
+            raise Rejected(
+                f"order {cmd.order} already exists ({existing['status']} at "
+                f"{existing['work_center']})"
+            )
+        active = uow.active_order(wc.code)
+        if active is not None:
+            uow.close_order(active[0], cmd.ts)
+            log.info("order %s closed: %s started at %s", active[0], cmd.order, wc.code)
+        uow.start_order(cmd.order, wc.code, cmd.item, cmd.qty, cmd.ts)
+
+    def _close_order(self, uow: UnitOfWork, cmd: CloseOrder) -> None:
+        existing = uow.order(cmd.order)
+        if existing is None:
+            raise Rejected(f"no order {cmd.order!r}")
+        if existing["status"] != "active":
+            raise Rejected(f"order {cmd.order} is already closed")
+        uow.close_order(cmd.order, cmd.ts)
+
+    # -- master data ---------------------------------------------------------------------
+    def _put_item(self, uow: UnitOfWork, cmd: PutItem) -> None:
+        try:
+            cfg = ItemConfig.model_validate(cmd.data)
+        except ValidationError as exc:
+            raise Rejected(_pydantic_message(exc)) from None
+        uow.put_master("master_items", cmd.item, cfg.model_dump(mode="json"), cmd.ts)
+        self._refresh_master(uow)
+        self._retry_held(uow, cmd.ts)
+
+    def _put_bom(self, uow: UnitOfWork, cmd: PutBom) -> None:
+        self._item(cmd.item)
+        try:
+            cfg = BomConfig.model_validate(cmd.data)
+        except ValidationError as exc:
+            raise Rejected(_pydantic_message(exc)) from None
+        for comp in cfg.components:
+            self._item(comp.item)
+            if comp.item == cmd.item:
+                raise Rejected(f"{cmd.item} cannot consume itself")
+        bom = masterdata.bom_from(cmd.item, cfg)
+        trial = MasterData(
+            self._master.items, {**self._master.boms, cmd.item: bom}, self._master.work_centers
+        )
+        cycle = masterdata.phantom_cycle(trial, cmd.item)
+        if cycle:
+            raise Rejected(f"phantom cycle: {' -> '.join(cycle)}")
+        uow.put_master("master_boms", cmd.item, cfg.model_dump(mode="json"), cmd.ts)
+        self._refresh_master(uow)
+        self._retry_held(uow, cmd.ts)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _post_move(self, uow: UnitOfWork, move: Move, posting: Posting) -> None:
+        uow.post(move, self._item(move.item).uom, posting)
+
+    def _negative_alert(
+        self, uow: UnitOfWork, item: str, location: str, ts: datetime, event: str
+    ) -> None:
+        balance = uow.balance(item, location, NO_LOT)
+        uow.alert(
+            "negative_stock",
+            ts,
+            item=item,
+            location=location,
+            qty=str(balance),
+            event=event,
+            action="count this item",
+        )
+
+    def _work_center(self, code: str) -> WorkCenter:
+        wc = self._master.work_centers.get(code)
+        if wc is None:
+            known = ", ".join(sorted(self._master.work_centers)) or "none configured"
+            raise Rejected(f"unknown work center {code!r} (known: {known})")
+        return wc
+
+    def _item(self, code: str) -> Item:
+        item = self._master.items.get(code)
+        if item is None:
+            raise Rejected(f"unknown item {code!r}")
+        return item
+
+    def _stocked_item(self, code: str) -> Item:
+        item = self._item(code)
+        if item.phantom:
+            raise Rejected(f"{code} is a phantom item: it is never stocked")
+        return item
+
+    @staticmethod
+    def _quantity(item: Item, qty: Decimal, *, positive: bool) -> Decimal:
+        if not qty.is_finite():
+            raise Rejected(f"quantity {qty} is not a number")
+        if positive and qty <= 0:
+            raise Rejected("quantity must be more than 0")
+        if item.round(qty) != qty:
+            raise Rejected(f"{qty} has more decimals than {item.code} allows ({item.decimals})")
+        return qty
+
+
+def _components(master: MasterData, item: str) -> list[str]:
+    """Every stocked item the explosion of item may touch (all stages), for prefetching."""
+    out: list[str] = []
+    stack = [item]
+    seen: set[str] = set()
+    while stack:
+        bom = master.boms.get(stack.pop())
+        for comp in bom.components if bom else ():
+            if comp.item in seen:
+                continue
+            seen.add(comp.item)
+            child = master.items.get(comp.item)
+            if child is not None and child.phantom:
+                stack.append(comp.item)
+            else:
+                out.append(comp.item)
+    return out
+
+
+def _lot(lot: str | None) -> str:
+    return NO_LOT if lot is None else lot
+
+
+def _duplicate(stored: str) -> Result:
+    data = json.loads(stored) if stored else {}
+    return Result(
+        ok=bool(data.get("ok", True)),
+        error=data.get("error"),
+        duplicate=True,
+        detail={"transactions": data.get("transactions", [])},
+    )
+
+
+def _pydantic_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(payload)"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)

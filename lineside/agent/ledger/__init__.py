@@ -1,0 +1,1 @@
+"""The SQLite ledger: the only durable state and the only queue."""

@@ -1,0 +1,139 @@
+"""Schema and migrations (sqlite-utils), applied in order and recorded in PRAGMA user_version.
+
+Quantities and money are TEXT holding exact decimals: SQLite's REAL would turn them to floats.
+A migration is never edited once released: add a new one at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def _m001_ledger(db: sqlite_utils.Database) -> None:
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("journal").create(
+        {
+            "seq": int,
+            "id": str,
+            "ts": str,
+            "kind": str,
+            "item": str,
+            "location": str,
+            "lot": str,
+            "qty": str,
+            "uom": str,
+            "order_no": str,
+            "work_center": str,
+            "cost": str,
+            "cause": str,
+            "event": str,
+            "reverses": str,
+        },
+        pk="seq",
+        not_null={"id", "ts", "kind", "item", "location", "lot", "qty", "uom", "cost", "event"},
+    )
+    db.table("journal").create_index(["id"], unique=True)
+    db.table("journal").create_index(["event"])
+    db.table("journal").create_index(["order_no", "item"])
+    db.table("journal").create_index(["item", "lot"])
+    db.execute(
+        "CREATE UNIQUE INDEX journal_reverses ON journal(reverses) WHERE reverses IS NOT NULL"
+    )
+    db.table("stock").create(
+        {"item": str, "location": str, "lot": str, "qty": str, "fifo": int},
+        pk=("item", "location", "lot"),
+        not_null={"qty", "fifo"},
+    )
+    db.table("events").create({"key": str, "ts": str, "kind": str, "reply": str}, pk="key")
+    db.table("counters").create({"point": str, "value": str, "ts": str}, pk="point")
+    db.table("carries").create(
+        {"bucket": str, "item": str, "exact": str, "posted": str}, pk=("bucket", "item")
+    )
+    db.table("standards").create(
+        {"bucket": str, "item": str, "order_no": str, "work_center": str, "exact": str},
+        pk=("bucket", "item"),
+    )
+    db.table("held").create(
+        {
+            "id": int,
+            "key": str,
+            "ts": str,
+            "work_center": str,
+            "reason": str,
+            "command": str,
+            "status": str,
+            "resolved_ts": str,
+        },
+        pk="id",
+        not_null={"key", "ts", "reason", "command", "status"},
+    )
+    db.table("held").create_index(["key"], unique=True)
+    db.table("held").create_index(["status"])
+    db.table("orders").create(
+        {
+            "order_no": str,
+            "work_center": str,
+            "item": str,
+            "qty": str,
+            "status": str,
+            "started_ts": str,
+            "closed_ts": str,
+        },
+        pk="order_no",
+    )
+    db.table("orders").create_index(["work_center", "status"])
+    db.table("counts").create(
+        {
+            "id": int,
+            "ts": str,
+            "item": str,
+            "location": str,
+            "lot": str,
+            "book": str,
+            "counted": str,
+            "diff": str,
+            "value": str,
+            "event": str,
+        },
+        pk="id",
+    )
+    db.table("master_items").create({"code": str, "data": str, "ts": str}, pk="code")
+    db.table("master_boms").create({"item": str, "data": str, "ts": str}, pk="item")
+    db.table("outbox").create(
+        {"id": int, "stream": str, "payload": str, "created_ts": str, "sent_ts": str},
+        pk="id",
+        not_null={"stream", "payload", "created_ts"},
+    )
+    db.execute("CREATE INDEX outbox_unsent ON outbox(id) WHERE sent_ts IS NULL")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_m001_ledger,)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date inside one transaction; returns the new version."""
+    db = sqlite_utils.Database(conn)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"ledger schema version {version} is newer than this lineside ({len(MIGRATIONS)}):"
+            " upgrade lineside or restore a matching backup"
+        )
+    if version == len(MIGRATIONS):
+        return int(version)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for index in range(version, len(MIGRATIONS)):
+            MIGRATIONS[index](db)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)

@@ -1,0 +1,331 @@
+"""The ledger file and its unit of work: one SQLite transaction that rolls back unless committed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from lineside.agent.domain.backflush import Carry, Move
+from lineside.agent.domain.model import NO_LOT, LotBalance
+from lineside.agent.ledger.schema import migrate
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the ledger with the durability settings it relies on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    migrate(conn)
+    return conn
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """Where a move came from: the journal fields that are not in the Move itself."""
+
+    ts: datetime
+    event: str
+    cause: str
+    order_no: str | None = None
+    work_center: str | None = None
+    reverses: str | None = None
+
+
+def iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dec(text: str | None) -> Decimal:
+    return Decimal(text) if text else Decimal(0)
+
+
+def tx_payload(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
+    """A journal row as the MQTT contract's transaction (docs/mqtt.md)."""
+    return {
+        "id": row["id"],
+        "ts": row["ts"],
+        "kind": row["kind"],
+        "item": row["item"],
+        "location": row["location"],
+        "qty": row["qty"],
+        "uom": row["uom"],
+        "lot": row["lot"] or None,
+        "order": row["order_no"],
+        "work_center": row["work_center"],
+        "cost": row["cost"],
+        "cause": row["cause"],
+    }
+
+
+class UnitOfWork:
+    """All reads and writes of one command; nothing is kept unless commit() is called."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._open = False
+        self.posted: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []
+
+    def __enter__(self) -> UnitOfWork:
+        # IMMEDIATE takes the write lock now, so a CLI and the daemon serialise cleanly.
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._open = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._open:
+            self.conn.execute("ROLLBACK")
+            self._open = False
+            self.posted.clear()
+            self.alerts.clear()
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+        self._open = False
+
+    # -- idempotency -------------------------------------------------------------------
+    def seen(self, key: str) -> str | None:
+        """The stored reply of an event already applied, or None."""
+        row = self.conn.execute("SELECT reply FROM events WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0] or "")
+
+    def remember(self, key: str, kind: str, ts: datetime, reply: str = "") -> None:
+        self.conn.execute(
+            "INSERT INTO events (key, ts, kind, reply) VALUES (?, ?, ?, ?)",
+            (key, iso(ts), kind, reply),
+        )
+
+    # -- stock and journal -------------------------------------------------------------
+    def lots(self, item: str, location: str) -> list[LotBalance]:
+        rows = self.conn.execute(
+            "SELECT lot, qty FROM stock WHERE item = ? AND location = ? ORDER BY fifo, lot",
+            (item, location),
+        ).fetchall()
+        return [LotBalance(lot, Decimal(qty)) for lot, qty in rows]
+
+    def balance(self, item: str, location: str, lot: str) -> Decimal:
+        row = self.conn.execute(
+            "SELECT qty FROM stock WHERE item = ? AND location = ? AND lot = ?",
+            (item, location, lot),
+        ).fetchone()
+        return Decimal(row[0]) if row else Decimal(0)
+
+    def post(self, move: Move, uom: str, posting: Posting) -> dict[str, Any]:
+        """Apply a move to stock and journal it, with its outbox row; returns the transaction."""
+        tx = {
+            "id": str(uuid.uuid4()),
+            "ts": iso(posting.ts),
+            "kind": move.kind,
+            "item": move.item,
+            "location": move.location,
+            "lot": move.lot,
+            "qty": str(move.qty),
+            "uom": uom,
+            "order_no": posting.order_no,
+            "work_center": posting.work_center,
+            "cost": str(move.cost),
+            "cause": posting.cause,
+        }
+        cur = self.conn.execute(
+            "INSERT INTO journal (id, ts, kind, item, location, lot, qty, uom, order_no,"
+            " work_center, cost, cause, event, reverses)"
+            " VALUES (:id, :ts, :kind, :item, :location, :lot, :qty, :uom, :order_no,"
+            " :work_center, :cost, :cause, :event, :reverses)",
+            {**tx, "event": posting.event, "reverses": posting.reverses},
+        )
+        self._apply_stock(move, int(cur.lastrowid or 0))
+        payload = tx_payload(tx)
+        self.outbox("tx", payload, posting.ts)
+        self.posted.append(payload)
+        return payload
+
+    def _apply_stock(self, move: Move, seq: int) -> None:
+        row = self.conn.execute(
+            "SELECT qty FROM stock WHERE item = ? AND location = ? AND lot = ?",
+            (move.item, move.location, move.lot),
+        ).fetchone()
+        if row is None:
+            self.conn.execute(
+                "INSERT INTO stock (item, location, lot, qty, fifo) VALUES (?, ?, ?, ?, ?)",
+                (move.item, move.location, move.lot, str(move.qty), seq),
+            )
+        else:
+            self.conn.execute(
+                "UPDATE stock SET qty = ? WHERE item = ? AND location = ? AND lot = ?",
+                (str(Decimal(row[0]) + move.qty), move.item, move.location, move.lot),
+            )
+
+    def transaction(self, tx_id: str) -> sqlite3.Row | None:
+        cur = self.conn.execute("SELECT * FROM journal WHERE id = ?", (tx_id,))
+        cur.row_factory = sqlite3.Row
+        row: sqlite3.Row | None = cur.fetchone()
+        return row
+
+    def reversal_of(self, tx_id: str) -> str | None:
+        row = self.conn.execute("SELECT id FROM journal WHERE reverses = ?", (tx_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- outbox ------------------------------------------------------------------------
+    def outbox(self, stream: str, payload: dict[str, Any], ts: datetime) -> None:
+        self.conn.execute(
+            "INSERT INTO outbox (stream, payload, created_ts) VALUES (?, ?, ?)",
+            (stream, json.dumps(payload, separators=(",", ":")), iso(ts)),
+        )
+
+    def alert(self, kind: str, ts: datetime, **fields: Any) -> None:
+        payload = {"kind": kind, "ts": iso(ts), **fields}
+        self.outbox("alert", payload, ts)
+        self.alerts.append(payload)
+
+    # -- carries and standards -----------------------------------------------------------
+    def carries(self, bucket: str, items: Sequence[str]) -> dict[str, Carry]:
+        out: dict[str, Carry] = {}
+        for item in items:
+            row = self.conn.execute(
+                "SELECT exact, posted FROM carries WHERE bucket = ? AND item = ?", (bucket, item)
+            ).fetchone()
+            if row is not None:
+                out[item] = Carry(Decimal(row[0]), Decimal(row[1]))
+        return out
+
+    def save_carry(self, bucket: str, item: str, carry: Carry) -> None:
+        self.conn.execute(
+            "INSERT INTO carries (bucket, item, exact, posted) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (bucket, item) DO UPDATE SET exact = excluded.exact,"
+            " posted = excluded.posted",
+            (bucket, item, str(carry.exact), str(carry.posted)),
+        )
+
+    def add_standard(
+        self, bucket: str, item: str, qty: Decimal, order_no: str | None, work_center: str
+    ) -> None:
+        row = self.conn.execute(
+            "SELECT exact FROM standards WHERE bucket = ? AND item = ?", (bucket, item)
+        ).fetchone()
+        total = qty + (Decimal(row[0]) if row else Decimal(0))
+        self.conn.execute(
+            "INSERT INTO standards (bucket, item, order_no, work_center, exact)"
+            " VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (bucket, item) DO UPDATE SET exact = excluded.exact",
+            (bucket, item, order_no, work_center, str(total)),
+        )
+
+    # -- counters ------------------------------------------------------------------------
+    def counter(self, point: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM counters WHERE point = ?", (point,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def save_counter(self, point: str, value: str, ts: datetime) -> None:
+        self.conn.execute(
+            "INSERT INTO counters (point, value, ts) VALUES (?, ?, ?) ON CONFLICT (point)"
+            " DO UPDATE SET value = excluded.value, ts = excluded.ts",
+            (point, value, iso(ts)),
+        )
+
+    # -- held events ---------------------------------------------------------------------
+    def hold(
+        self, key: str, ts: datetime, work_center: str | None, reason: str, command: dict[str, Any]
+    ) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO held (key, ts, work_center, reason, command, status)"
+            " VALUES (?, ?, ?, ?, ?, 'held')",
+            (key, iso(ts), work_center, reason, json.dumps(command)),
+        )
+        return int(cur.lastrowid or 0)
+
+    def held_events(self) -> list[tuple[int, str, dict[str, Any]]]:
+        rows = self.conn.execute(
+            "SELECT id, key, command FROM held WHERE status = 'held' ORDER BY id"
+        ).fetchall()
+        return [(int(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
+
+    def resolve_held(
+        self, held_id: int, status: str, ts: datetime, reason: str | None = None
+    ) -> None:
+        if reason is None:
+            self.conn.execute(
+                "UPDATE held SET status = ?, resolved_ts = ? WHERE id = ?",
+                (status, iso(ts), held_id),
+            )
+        else:
+            self.conn.execute("UPDATE held SET reason = ? WHERE id = ?", (reason, held_id))
+
+    # -- orders --------------------------------------------------------------------------
+    def active_order(self, work_center: str) -> tuple[str, str] | None:
+        row = self.conn.execute(
+            "SELECT order_no, item FROM orders WHERE work_center = ? AND status = 'active'",
+            (work_center,),
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def order(self, order_no: str) -> sqlite3.Row | None:
+        cur = self.conn.execute("SELECT * FROM orders WHERE order_no = ?", (order_no,))
+        cur.row_factory = sqlite3.Row
+        row: sqlite3.Row | None = cur.fetchone()
+        return row
+
+    def start_order(
+        self, order_no: str, wc: str, item: str, qty: Decimal | None, ts: datetime
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO orders (order_no, work_center, item, qty, status, started_ts)"
+            " VALUES (?, ?, ?, ?, 'active', ?)",
+            (order_no, wc, item, None if qty is None else str(qty), iso(ts)),
+        )
+
+    def close_order(self, order_no: str, ts: datetime) -> None:
+        self.conn.execute(
+            "UPDATE orders SET status = 'closed', closed_ts = ? WHERE order_no = ?",
+            (iso(ts), order_no),
+        )
+
+    # -- counts and master data -----------------------------------------------------------
+    def record_count(self, row: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO counts (ts, item, location, lot, book, counted, diff, value, event)"
+            " VALUES (:ts, :item, :location, :lot, :book, :counted, :diff, :value, :event)",
+            row,
+        )
+
+    def put_master(self, table: str, key: str, data: dict[str, Any], ts: datetime) -> None:
+        column = "code" if table == "master_items" else "item"
+        self.conn.execute(
+            f"INSERT INTO {table} ({column}, data, ts) VALUES (?, ?, ?) ON CONFLICT ({column})"
+            " DO UPDATE SET data = excluded.data, ts = excluded.ts",
+            (key, json.dumps(data), iso(ts)),
+        )
+        version = int(self.meta("master_version") or 0) + 1
+        self.set_meta("master_version", str(version))
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+            " DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+
+def rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Iterator[sqlite3.Row]:
+    """Read-only query helper for reports: rows with column access by name."""
+    cur = conn.execute(sql, params)
+    cur.row_factory = sqlite3.Row
+    yield from cur
+
+
+__all__ = ["NO_LOT", "Posting", "UnitOfWork", "connect", "dec", "iso", "rows", "tx_payload"]

@@ -1,0 +1,82 @@
+"""Master data for the engine: the config's items and BOMs, overlaid by item.put / bom.put."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from lineside.agent.config import BomConfig, ItemConfig, LinesideConfig, WorkCenterConfig
+from lineside.agent.domain.model import Bom, Component, Item, MasterData, WorkCenter
+
+
+def item_from(code: str, cfg: ItemConfig) -> Item:
+    return Item(
+        code=code,
+        uom=cfg.uom,
+        decimals=cfg.decimals,
+        cost=cfg.cost,
+        conversion_cost=cfg.conversion_cost,
+        phantom=cfg.phantom,
+        gtin=cfg.gtin,
+    )
+
+
+def bom_from(item: str, cfg: BomConfig) -> Bom:
+    return Bom(
+        item=item,
+        per=cfg.per,
+        components=tuple(
+            Component(c.item, c.qty, c.scrap_pct, c.stage, c.flush) for c in cfg.components
+        ),
+    )
+
+
+def work_center_from(code: str, cfg: WorkCenterConfig) -> WorkCenter:
+    return WorkCenter(
+        code=code,
+        location=cfg.location,
+        item=cfg.item,
+        on_shortage=cfg.on_shortage,
+        stages=tuple(cfg.stages),
+    )
+
+
+def build(config: LinesideConfig, overlays: Mapping[str, Any] | None = None) -> MasterData:
+    """The config's master data with the ledger's overlays (validated again) on top."""
+    items = {code: item_from(code, cfg) for code, cfg in config.items.items()}
+    boms = {code: bom_from(code, cfg) for code, cfg in config.boms.items()}
+    for code, data in (overlays or {}).get("items", {}).items():
+        items[code] = item_from(code, ItemConfig.model_validate(data))
+    for code, data in (overlays or {}).get("boms", {}).items():
+        boms[code] = bom_from(code, BomConfig.model_validate(data))
+    wcs = {code: work_center_from(code, cfg) for code, cfg in config.work_centers.items()}
+    return MasterData(items=items, boms=boms, work_centers=wcs)
+
+
+def read_overlays(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    return {
+        "items": {k: json.loads(v) for k, v in conn.execute("SELECT code, data FROM master_items")},
+        "boms": {k: json.loads(v) for k, v in conn.execute("SELECT item, data FROM master_boms")},
+    }
+
+
+def phantom_cycle(master: MasterData, start: str) -> list[str] | None:
+    """A cycle reachable from start through phantom items, or None."""
+
+    def visit(code: str, path: list[str]) -> list[str] | None:
+        bom = master.boms.get(code)
+        if bom is None:
+            return None
+        for comp in bom.components:
+            if comp.item in path:
+                return [*path, comp.item]
+            item = master.items.get(comp.item)
+            if item is not None and item.phantom:
+                found = visit(comp.item, [*path, comp.item])
+                if found:
+                    return found
+        return None
+
+    return visit(start, [start])
