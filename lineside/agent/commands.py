@@ -97,6 +97,7 @@ class Result:
 
     ok: bool
     error: str | None = None
+    refused: bool = False
     transactions: tuple[dict[str, Any], ...] = ()
     alerts: tuple[dict[str, Any], ...] = ()
     duplicate: bool = False
@@ -108,3 +109,7 @@ class Result:
 
 class Rejected(Exception):
     """Bad input: the command is refused with this message and nothing changes."""
+
+
+class Refused(Rejected):
+    """Valid input that the ledger's state forbids (already reversed, order exists)."""

@@ -25,6 +25,7 @@ from lineside.agent.commands import (
     PutBom,
     PutItem,
     Receive,
+    Refused,
     Rejected,
     Result,
     Reverse,
@@ -115,7 +116,7 @@ class Ledger:
                 try:
                     self._handlers[type(command)](uow, command)
                 except Rejected as exc:
-                    return Result(ok=False, error=str(exc))
+                    return Result(ok=False, error=str(exc), refused=isinstance(exc, Refused))
                 if not isinstance(command, CounterReading | MeterReading):
                     reply = json.dumps({"ok": True, "transactions": [t["id"] for t in uow.posted]})
                     uow.remember(command.key, type(command).__name__, command.ts, reply)
@@ -124,7 +125,7 @@ class Ledger:
             if isinstance(command, CounterReading | MeterReading):
                 self._last_value[command.point] = str(command.value)
             for alert in alerts:
-                log.warning("alert %s", " ".join(f"{k}={v}" for k, v in alert.items()))
+                log.info("alert %s", " ".join(f"{k}={v}" for k, v in alert.items()))
             return Result(ok=True, transactions=posted, alerts=alerts)
 
     @property
@@ -218,7 +219,7 @@ class Ledger:
         for code, qty in plan.standard_measured.items():
             uow.add_standard(p.bucket, code, qty, p.order_no, p.work_center)
         for short in plan.shortages:
-            self._negative_alert(uow, short.item, short.location, ts, p.event)
+            self._negative_alert(uow, short.item, short.location, ts, p.event, short.missing)
         return None
 
     def _hold(self, uow: UnitOfWork, p: Production, reason: str, ts: datetime) -> str:
@@ -338,7 +339,7 @@ class Ledger:
         for move in moves:
             self._post_move(uow, move, posting)
         if short is not None:
-            self._negative_alert(uow, item.code, wc.location, ts, event)
+            self._negative_alert(uow, item.code, wc.location, ts, event, short.missing)
 
     # -- stock ---------------------------------------------------------------------------
     def _receive(self, uow: UnitOfWork, cmd: Receive) -> None:
@@ -389,10 +390,10 @@ class Ledger:
         if tx is None:
             raise Rejected(f"no transaction {cmd.tx_id!r}")
         if tx["kind"] == "reversal":
-            raise Rejected(f"{cmd.tx_id} is itself a reversal and cannot be reversed")
+            raise Refused(f"{cmd.tx_id} is itself a reversal and cannot be reversed")
         done = uow.reversal_of(cmd.tx_id)
         if done is not None:
-            raise Rejected(f"{cmd.tx_id} was already reversed by {done}")
+            raise Refused(f"{cmd.tx_id} was already reversed by {done}")
         qty, cost = -Decimal(tx["qty"]), -Decimal(tx["cost"])
         move = Move("reversal", tx["item"], tx["location"], tx["lot"], qty, cost)
         posting = Posting(
@@ -414,7 +415,7 @@ class Ledger:
             raise Rejected("order quantity must be more than 0")
         existing = uow.order(cmd.order)
         if existing is not None:
-            raise Rejected(
+            raise Refused(
                 f"order {cmd.order} already exists ({existing['status']} at "
                 f"{existing['work_center']})"
             )
@@ -429,7 +430,7 @@ class Ledger:
         if existing is None:
             raise Rejected(f"no order {cmd.order!r}")
         if existing["status"] != "active":
-            raise Rejected(f"order {cmd.order} is already closed")
+            raise Refused(f"order {cmd.order} is already closed")
         uow.close_order(cmd.order, cmd.ts)
 
     # -- master data ---------------------------------------------------------------------
@@ -468,9 +469,18 @@ class Ledger:
         uow.post(move, self._item(move.item).uom, posting)
 
     def _negative_alert(
-        self, uow: UnitOfWork, item: str, location: str, ts: datetime, event: str
+        self,
+        uow: UnitOfWork,
+        item: str,
+        location: str,
+        ts: datetime,
+        event: str,
+        missing: Decimal,
     ) -> None:
+        """Alert when the balance crosses below zero, not again for every unit after."""
         balance = uow.balance(item, location, NO_LOT)
+        if balance + missing < 0:
+            return
         uow.alert(
             "negative_stock",
             ts,

@@ -1,15 +1,23 @@
-"""Modbus TCP and RTU: configuration of devices and points."""
+"""Modbus TCP and RTU: configuration of devices and points, validated without any I/O.
+
+The drivers live in ``modbus_driver`` (polling loops, RTU bus), the pure register
+decoding in ``modbus_codec``; this module is what the config loader imports.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lineside.drivers.base import DriverModel
 
 PointType = Literal["uint16", "int16", "uint32", "int32", "float32", "uint64", "float64", "bool"]
+Table = Literal["holding", "input", "coil", "discrete"]
+WordOrder = Literal["big", "little"]
 
 WIDTH_BITS: dict[str, int] = {
     "uint16": 16,
@@ -22,16 +30,38 @@ WIDTH_BITS: dict[str, int] = {
     "bool": 1,
 }
 
+BIT_TABLES: frozenset[str] = frozenset({"coil", "discrete"})
+
+
+def point_span(point_type: str) -> int:
+    """How many addresses a point occupies: registers for words, one for a bit."""
+    return 1 if point_type == "bool" else WIDTH_BITS[point_type] // 16
+
 
 class ModbusPoint(DriverModel):
     address: int = Field(ge=0, le=65535)
     type: PointType = "uint16"
-    table: Literal["holding", "input", "coil", "discrete"] = "holding"
-    word_order: Literal["big", "little"] = "big"
+    table: Table = "holding"
+    word_order: WordOrder = "big"
     scale: Decimal = Field(default=Decimal(1), gt=0)
+
+    @model_validator(mode="after")
+    def _fits_table(self) -> ModbusPoint:
+        # A bit table holds bits and a register table holds words; mixing them would
+        # read something else than the technician meant, so refuse it up front.
+        if (self.table in BIT_TABLES) != (self.type == "bool"):
+            if self.type == "bool":
+                raise ValueError("type bool needs table coil or discrete")
+            raise ValueError(f"table {self.table} holds bits: use type bool")
+        if self.address + point_span(self.type) > 65536:
+            raise ValueError(f"a {self.type} at address {self.address} runs past 65535")
+        return self
 
     def counter_width(self) -> int:
         return WIDTH_BITS[self.type]
+
+    def span(self) -> int:
+        return point_span(self.type)
 
 
 class ModbusTcpConfig(DriverModel):
@@ -62,3 +92,52 @@ class ModbusRtuConfig(DriverModel):
 
     def point_names(self) -> set[str]:
         return set(self.points)
+
+
+@dataclass(frozen=True, slots=True)
+class RtuPortConflict:
+    """Two modbus_rtu devices on one port that cannot share it; key is the offending setting."""
+
+    device: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"devices.{self.device}.{self.key}: {self.message}"
+
+
+_LINE_SETTINGS = ("baudrate", "parity", "stopbits", "bytesize")
+
+
+def rtu_port_conflicts(devices: Mapping[str, ModbusRtuConfig]) -> list[RtuPortConflict]:
+    """Devices on one serial port share its line settings and need distinct unit ids.
+
+    Pure: compares configs only. The first device (in the given order) on each port
+    sets the line; every later device that disagrees is reported against it.
+    """
+    first_on_port: dict[str, tuple[str, ModbusRtuConfig]] = {}
+    units: dict[tuple[str, int], str] = {}
+    problems: list[RtuPortConflict] = []
+    for name, config in devices.items():
+        owner, reference = first_on_port.setdefault(config.port, (name, config))
+        for key in _LINE_SETTINGS:
+            mine, theirs = getattr(config, key), getattr(reference, key)
+            if mine != theirs:
+                problems.append(
+                    RtuPortConflict(
+                        name,
+                        key,
+                        f"{key} {mine} differs from {theirs} of device {owner} on the same port "
+                        f"{config.port}: one serial line has one {key}",
+                    )
+                )
+        other = units.setdefault((config.port, config.unit), name)
+        if other != name:
+            problems.append(
+                RtuPortConflict(
+                    name,
+                    "unit",
+                    f"unit {config.unit} is already used by device {other} on port {config.port}",
+                )
+            )
+    return problems

@@ -1,0 +1,331 @@
+"""Read-only views of the ledger for people: stock, journal entries, variance, counts, genealogy.
+
+Every sum is taken in Python over Decimal: SQLite's SUM would go through floats.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from lineside.agent.domain.model import MasterData
+from lineside.agent.ledger.store import rows, tx_payload
+
+TOLERANCE_PCT = {"A": Decimal(1), "B": Decimal(3), "C": Decimal(5)}
+CONSUMING = ("backflush", "scrap", "measured")
+
+
+def money(value: Decimal) -> str:
+    """Exact, without exponent or trailing zeros: 945000, 2884.61."""
+    text = f"{value.normalize():f}"
+    return "0" if text in ("-0", "") else text
+
+
+def stock(
+    conn: sqlite3.Connection, master: MasterData, item: str | None = None, *, empty: bool = False
+) -> list[dict[str, Any]]:
+    """Balances per item, location and lot; exhausted lots (0) only when empty is True."""
+    sql = "SELECT item, location, lot, qty FROM stock"
+    params: tuple[str, ...] = ()
+    if item:
+        sql += " WHERE item = ?"
+        params = (item,)
+    out = []
+    for r in rows(conn, sql + " ORDER BY item, location, fifo, lot", params):
+        uom = master.items[r["item"]].uom if r["item"] in master.items else ""
+        if not empty and Decimal(r["qty"]) == 0:
+            continue
+        out.append(
+            {
+                "item": r["item"],
+                "location": r["location"],
+                "lot": r["lot"] or None,
+                "qty": r["qty"],
+                "uom": uom,
+            }
+        )
+    return out
+
+
+def transactions(
+    conn: sqlite3.Connection,
+    *,
+    limit: int | None = None,
+    kind: str | None = None,
+    item: str | None = None,
+    order: str | None = None,
+) -> list[dict[str, Any]]:
+    where, params = [], []
+    for column, value in (("kind", kind), ("item", item), ("order_no", order)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    sql = "SELECT * FROM journal" + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY seq DESC" + (f" LIMIT {int(limit)}" if limit else "")
+    return [tx_payload(r) for r in reversed(list(rows(conn, sql, params)))]
+
+
+@dataclass
+class _Bucket:
+    order: str | None
+    work_center: str | None
+    item: str | None = None
+    units: Decimal = Decimal(0)
+    materials: Decimal = Decimal(0)
+    measured_actual: Decimal = Decimal(0)
+    measured_standard: Decimal = Decimal(0)
+    scrap: Decimal = Decimal(0)
+    conversion: Decimal = Decimal(0)
+
+
+def _effective_kind(conn: sqlite3.Connection) -> dict[str, str]:
+    """A reversal counts as the negative of the kind it reverses."""
+    return {
+        r["id"]: r["kind"]
+        for r in rows(
+            conn,
+            "SELECT id, kind FROM journal WHERE id IN "
+            "(SELECT reverses FROM journal WHERE reverses IS NOT NULL)",
+        )
+    }
+
+
+def journal_entries(conn: sqlite3.Connection, master: MasterData) -> list[dict[str, Any]]:
+    """Backflush costing: one entry per order (or work center's default item) at the
+    completion trigger. Dr Finished Goods at standard (materials + conversion), Cr Materials
+    and In-Process at what was posted, Cr Conversion Costs Allocated, and the lines that
+    balance measured consumption and scrap against standard.
+    """
+    reversed_kind = _effective_kind(conn)
+    buckets: dict[tuple[str | None, str | None], _Bucket] = {}
+    sql = (
+        "SELECT kind, item, qty, cost, order_no, work_center, reverses FROM journal"
+        " WHERE work_center IS NOT NULL ORDER BY seq"
+    )
+    for r in rows(conn, sql):
+        key = (r["order_no"], None if r["order_no"] else r["work_center"])
+        b = buckets.setdefault(key, _Bucket(r["order_no"], r["work_center"]))
+        kind = reversed_kind.get(r["reverses"], r["kind"]) if r["reverses"] else r["kind"]
+        cost, qty = Decimal(r["cost"]), Decimal(r["qty"])
+        if kind == "completion":
+            b.item = r["item"]
+            b.units += qty
+            conversion = master.items[r["item"]].conversion_cost if r["item"] in master.items else 0
+            b.conversion += qty * conversion
+        elif kind == "backflush":
+            b.materials -= cost
+        elif kind == "scrap":
+            b.scrap -= cost
+        elif kind == "measured":
+            b.measured_actual -= cost
+    for s in rows(conn, "SELECT order_no, work_center, item, exact FROM standards"):
+        key = (s["order_no"], None if s["order_no"] else s["work_center"])
+        b = buckets.setdefault(key, _Bucket(s["order_no"], s["work_center"]))
+        unit_cost = master.items[s["item"]].cost if s["item"] in master.items else Decimal(0)
+        b.measured_standard += Decimal(s["exact"]) * unit_cost
+    return [
+        _entry(b)
+        for b in buckets.values()
+        if b.units or b.materials or b.scrap or b.measured_actual or b.measured_standard
+    ]
+
+
+def _entry(b: _Bucket) -> dict[str, Any]:
+    fg = b.materials + b.measured_standard + b.conversion
+    variance = b.measured_actual - b.measured_standard
+    lines: list[dict[str, Any]] = [
+        {"account": "Finished Goods", "debit": fg, "credit": Decimal(0)},
+        {
+            "account": "Materials and In-Process",
+            "debit": Decimal(0),
+            "credit": b.materials + b.measured_actual + b.scrap,
+        },
+        {"account": "Conversion Costs Allocated", "debit": Decimal(0), "credit": b.conversion},
+    ]
+    if b.scrap:
+        lines.append({"account": "Scrap Loss", "debit": b.scrap, "credit": Decimal(0)})
+    if variance:
+        lines.append(
+            {
+                "account": "Material Usage Variance",
+                "debit": max(variance, Decimal(0)),
+                "credit": max(-variance, Decimal(0)),
+            }
+        )
+    return {
+        "order": b.order,
+        "work_center": b.work_center,
+        "item": b.item,
+        "units": str(b.units),
+        "lines": [
+            {**ln, "debit": money(ln["debit"]), "credit": money(ln["credit"])} for ln in lines
+        ],
+    }
+
+
+def variance(conn: sqlite3.Connection, master: MasterData) -> list[dict[str, Any]]:
+    """Measured consumption against the BOM's standard, per order (or work center) and item."""
+    actual: dict[tuple[str | None, str | None, str], Decimal] = defaultdict(Decimal)
+    reversed_kind = _effective_kind(conn)
+    for r in rows(
+        conn,
+        "SELECT order_no, work_center, item, qty, reverses, kind FROM journal"
+        " WHERE kind IN ('measured', 'reversal')",
+    ):
+        if r["kind"] == "reversal" and reversed_kind.get(r["reverses"]) != "measured":
+            continue
+        key = (r["order_no"], None if r["order_no"] else r["work_center"], r["item"])
+        actual[key] -= Decimal(r["qty"])
+    standard: dict[tuple[str | None, str | None, str], Decimal] = defaultdict(Decimal)
+    for s in rows(conn, "SELECT order_no, work_center, item, exact FROM standards"):
+        standard[(s["order_no"], None if s["order_no"] else s["work_center"], s["item"])] += (
+            Decimal(s["exact"])
+        )
+    out = []
+    for key in sorted(set(actual) | set(standard), key=lambda k: tuple(str(p) for p in k)):
+        order, wc, item = key
+        std, act = standard.get(key, Decimal(0)), actual.get(key, Decimal(0))
+        item_rec = master.items.get(item)
+        std_rounded = item_rec.round(std) if item_rec else std
+        pct = None if std == 0 else ((act - std) / std * 100).quantize(Decimal("0.01"))
+        out.append(
+            {
+                "order": order,
+                "work_center": wc,
+                "item": item,
+                "standard": str(std_rounded),
+                "measured": str(act),
+                "variance": str(act - std_rounded),
+                "variance_pct": None if pct is None else str(pct),
+                "uom": item_rec.uom if item_rec else "",
+            }
+        )
+    return out
+
+
+def genealogy_of_order(conn: sqlite3.Connection, order: str) -> list[dict[str, Any]]:
+    return _genealogy(conn, "order_no = ? AND lot != ''", order, ("item", "lot"))
+
+
+def genealogy_of_lot(conn: sqlite3.Connection, lot: str) -> list[dict[str, Any]]:
+    return _genealogy(conn, "lot = ? AND order_no IS NOT NULL", lot, ("order_no", "item"))
+
+
+def _genealogy(
+    conn: sqlite3.Connection, where: str, value: str, group: tuple[str, str]
+) -> list[dict[str, Any]]:
+    totals: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
+    extra: dict[tuple[str, ...], dict[str, Any]] = {}
+    sql = (
+        f"SELECT order_no, item, lot, qty, uom, kind, work_center FROM journal WHERE {where}"
+        " AND kind IN ('backflush', 'scrap', 'measured', 'reversal') ORDER BY seq"
+    )
+    for r in rows(conn, sql, (value,)):
+        key = (r[group[0]], r[group[1]])
+        totals[key] -= Decimal(r["qty"])
+        extra[key] = {
+            "order": r["order_no"],
+            "item": r["item"],
+            "lot": r["lot"],
+            "uom": r["uom"],
+            "work_center": r["work_center"],
+        }
+    return [{**extra[k], "qty": str(q)} for k, q in totals.items() if q != 0]
+
+
+def abc_classes(conn: sqlite3.Connection) -> dict[str, str]:
+    """A: items making the first 80% of consumption value, B the next 15%, C the rest."""
+    value: dict[str, Decimal] = defaultdict(Decimal)
+    for r in rows(
+        conn, "SELECT item, cost FROM journal WHERE kind IN ('backflush', 'scrap', 'measured')"
+    ):
+        value[r["item"]] -= Decimal(r["cost"])
+    total = sum(value.values(), Decimal(0))
+    classes: dict[str, str] = {}
+    running = Decimal(0)
+    for item, v in sorted(value.items(), key=lambda kv: -kv[1]):
+        share = running / total if total else Decimal(1)
+        classes[item] = "A" if share < Decimal("0.80") else "B" if share < Decimal("0.95") else "C"
+        running += v
+    return classes
+
+
+def counts(conn: sqlite3.Connection, master: MasterData, now: datetime) -> dict[str, Any]:
+    """Count accuracy per item against its ABC tolerance, and what to count next."""
+    classes = abc_classes(conn)
+    per_item: dict[str, dict[str, Any]] = {}
+    for r in rows(conn, "SELECT * FROM counts ORDER BY id"):
+        cls = classes.get(r["item"], "C")
+        rec = per_item.setdefault(
+            r["item"],
+            {
+                "item": r["item"],
+                "class": cls,
+                "counts": 0,
+                "accurate": 0,
+                "last_counted": None,
+                "last_variance_value": "0",
+            },
+        )
+        book, diff = Decimal(r["book"]), Decimal(r["diff"])
+        tolerance = abs(book) * TOLERANCE_PCT[cls] / 100
+        rec["counts"] += 1
+        rec["accurate"] += 1 if abs(diff) <= tolerance else 0
+        rec["last_counted"] = r["ts"]
+        rec["last_variance_value"] = r["value"]
+    for rec in per_item.values():
+        rec["accuracy_pct"] = str(
+            (Decimal(rec["accurate"]) * 100 / rec["counts"]).quantize(Decimal("0.1"))
+        )
+    return {
+        "accuracy": list(per_item.values()),
+        "suggestions": _suggestions(conn, master, classes, per_item, now),
+    }
+
+
+def _suggestions(
+    conn: sqlite3.Connection,
+    master: MasterData,
+    classes: dict[str, str],
+    per_item: dict[str, dict[str, Any]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    negative: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    stocked: set[tuple[str, str]] = set()
+    for r in rows(conn, "SELECT item, location, qty FROM stock"):
+        stocked.add((r["item"], r["location"]))
+        negative[(r["item"], r["location"])] += Decimal(r["qty"])
+    weight = {"A": 3, "B": 2, "C": 1}
+    out = []
+    for item, location in stocked:
+        if item in master.items and master.items[item].phantom:
+            continue
+        rec = per_item.get(item)
+        cls = classes.get(item, "C")
+        days = _days_since(rec["last_counted"], now) if rec else None
+        reason, rank = "", (2, 0.0)
+        if negative[(item, location)] < 0:
+            reason, rank = f"negative balance {negative[(item, location)]}", (0, 0.0)
+        elif rec and Decimal(rec["last_variance_value"]) != 0:
+            value = abs(Decimal(rec["last_variance_value"]))
+            reason, rank = f"last count off by {value} in value", (1, -float(value) * weight[cls])
+        else:
+            age = 10_000.0 if days is None else days
+            reason = "never counted" if days is None else f"counted {days:.0f} days ago"
+            rank = (2, -age * weight[cls])
+        out.append(
+            {"item": item, "location": location, "class": cls, "reason": reason, "_rank": rank}
+        )
+    out.sort(key=lambda s: (s["_rank"], s["item"], s["location"]))
+    return [{k: v for k, v in s.items() if k != "_rank"} for s in out]
+
+
+def _days_since(ts: str | None, now: datetime) -> float | None:
+    if ts is None:
+        return None
+    then = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return (now - then).total_seconds() / 86400

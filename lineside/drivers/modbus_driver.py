@@ -1,0 +1,509 @@
+"""Modbus TCP and RTU drivers: poll loops that reconnect by themselves and never raise.
+
+One driver per device, each in its own thread, each with a pymodbus *sync* client
+(TCP) or a share of an ``RtuBus`` (RTU: one per serial port, one request at a time).
+
+What a driver emits (see ``lineside.drivers.base``):
+
+- one ``Reading`` per point per successful poll, read fresh from the device; a point
+  whose request got a Modbus exception (or whose words cannot be decoded) gets a
+  ``Reading(ok=False, value=None, error=...)`` instead, and polling goes on;
+- ``DeviceStatus("down")`` once when the device stops answering (connection refused
+  or lost, timeout, port gone) and ``DeviceStatus("up")`` once when it answers
+  again. The device is presumed up when the loop starts, so a device that never
+  fails never sends a status. While down there are no readings at all, and the
+  driver retries with exponential backoff (0.5 s doubling to 10 s by default).
+
+Logging (logger ``lineside.drivers.modbus``): the first failure of a kind is a
+warning, repeats are debug, recovery is info. pymodbus logs its own connect
+errors on the ``pymodbus`` logger; the agent's logging setup decides their level.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import ExceptionResponse
+
+from lineside.drivers.base import DeviceStatus, Emit, Event, Reading, StopFlag
+from lineside.drivers.modbus import (
+    BIT_TABLES,
+    ModbusPoint,
+    ModbusRtuConfig,
+    ModbusTcpConfig,
+    rtu_port_conflicts,
+)
+from lineside.drivers.modbus_codec import DecodeError, ReadBlock, decode_point, plan_reads
+
+log = logging.getLogger("lineside.drivers.modbus")
+
+Clock = Callable[[], datetime]
+Values = list[int] | list[bool]
+
+EXCEPTION_NAMES: dict[int, str] = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+_READ_METHOD: dict[str, str] = {
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
+    "coil": "read_coils",
+    "discrete": "read_discrete_inputs",
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Reconnect delays: initial_s, doubling (by factor) up to max_s, then max_s forever."""
+
+    initial_s: float = 0.5
+    max_s: float = 10.0
+    factor: float = 2.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial_s
+        while True:
+            yield delay
+            delay = min(delay * self.factor, self.max_s)
+
+
+class DeviceUnreachable(Exception):
+    """No usable answer: connection refused or lost, timeout, serial port gone."""
+
+
+class ExceptionReply(Exception):
+    """The device answered a request with a Modbus exception response."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        super().__init__(describe_exception(code))
+
+
+def describe_exception(code: int) -> str:
+    return f"modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown code')})"
+
+
+def request_block(client: Any, unit: int, block: ReadBlock) -> Values:
+    """Issue one read on a pymodbus sync client; classify every way it can fail.
+
+    Raises DeviceUnreachable (no answer), ExceptionReply (an exception response) or
+    DecodeError (an answer too short for the block).
+    """
+    read = getattr(client, _READ_METHOD[block.table])
+    try:
+        response = read(block.address, count=block.count, device_id=unit)
+    except (ModbusException, OSError) as exc:
+        raise DeviceUnreachable(str(exc) or type(exc).__name__) from exc
+    if isinstance(response, ExceptionResponse):
+        raise ExceptionReply(int(response.exception_code))
+    if response.isError():
+        raise DeviceUnreachable(f"error response: {response}")
+    values: Values = list(response.bits if block.table in BIT_TABLES else response.registers)
+    # Bit responses are padded to whole bytes, so only a short answer is an error.
+    if len(values) < block.count:
+        raise DecodeError(f"short response: {len(values)} of {block.count} values")
+    return values[: block.count]
+
+
+class SyncClient(Protocol):
+    """What the loops use of pymodbus' sync clients (whose connect/close are untyped)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def connect(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Link(Protocol):
+    """How a poll loop reaches its device."""
+
+    def read(self, unit: int, block: ReadBlock) -> Values: ...
+
+    def close(self) -> None: ...
+
+
+class TcpLink:
+    """A driver's own TCP connection; dropped after any failure so a reconnect starts clean."""
+
+    def __init__(self, config: ModbusTcpConfig) -> None:
+        self._config = config
+        self._client: SyncClient | None = None
+
+    def read(self, unit: int, block: ReadBlock) -> Values:
+        client = self._client or self._open()
+        if not client.connected and not client.connect():
+            self.close()
+            raise DeviceUnreachable(f"cannot connect to {self._config.host}:{self._config.port}")
+        try:
+            return request_block(client, unit, block)
+        except DeviceUnreachable:
+            # A late answer on a kept socket could be taken for the next request's.
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _open(self) -> SyncClient:
+        # retries=0: TCP does not lose frames, so a timeout means the PLC is gone.
+        self._client = ModbusTcpClient(
+            self._config.host,
+            port=self._config.port,
+            timeout=self._config.timeout_ms / 1000,
+            retries=0,
+            name=f"{self._config.host}:{self._config.port}",
+        )
+        return self._client
+
+
+class RtuBus:
+    """One serial port shared by every modbus_rtu device on it (each with its own unit id).
+
+    An RS-485 line carries one request at a time: the lock makes every transaction
+    (request, response or timeout, retries) exclusive, and ``pause_ms`` is kept
+    between the end of one transaction and the start of the next. The port is
+    opened on first use, reopened after an I/O error and never at construction.
+    ``port`` is a device path or a pyserial URL (``socket://host:port``,
+    ``rfc2217://host:port``, ``loop://``).
+    """
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        baudrate: int = 9600,
+        parity: str = "N",
+        stopbits: int = 1,
+        bytesize: int = 8,
+        timeout_ms: int = 1000,
+        pause_ms: int = 20,
+        retries: int = 1,
+    ) -> None:
+        self.port = port
+        self.baudrate = baudrate
+        self.parity = parity
+        self.stopbits = stopbits
+        self.bytesize = bytesize
+        self.timeout_ms = timeout_ms
+        self.pause_ms = pause_ms
+        self.retries = retries
+        self._lock = threading.Lock()
+        self._client: SyncClient | None = None
+        self._last_end: float | None = None
+
+    def read(self, unit: int, block: ReadBlock) -> Values:
+        with self._lock:
+            self._keep_pause()
+            try:
+                return self._read_locked(unit, block)
+            finally:
+                self._last_end = time.monotonic()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_locked()
+
+    def _keep_pause(self) -> None:
+        if self._last_end is None:
+            return
+        remaining = self._last_end + self.pause_ms / 1000 - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+
+    def _read_locked(self, unit: int, block: ReadBlock) -> Values:
+        client = self._client or self._open()
+        if not client.connected and not client.connect():
+            self._close_locked()
+            raise DeviceUnreachable(f"cannot open serial port {self.port}")
+        try:
+            return request_block(client, unit, block)
+        except DeviceUnreachable:
+            # A unit's timeout leaves the port open for the other units; an I/O error
+            # has already closed it inside pymodbus, so start afresh next time.
+            if not client.connected:
+                self._close_locked()
+            raise
+
+    def _open(self) -> SyncClient:
+        self._client = ModbusSerialClient(
+            self.port,
+            baudrate=self.baudrate,
+            parity=self.parity,
+            stopbits=self.stopbits,
+            bytesize=self.bytesize,
+            timeout=self.timeout_ms / 1000,
+            retries=self.retries,
+            name=self.port,
+        )
+        return self._client
+
+    def _close_locked(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class BusLink:
+    """A device's view of a shared bus: closing it must not close the port for the others."""
+
+    def __init__(self, bus: RtuBus) -> None:
+        self._bus = bus
+
+    def read(self, unit: int, block: ReadBlock) -> Values:
+        return self._bus.read(unit, block)
+
+    def close(self) -> None:
+        """The bus outlives its devices: whoever built it closes it."""
+
+
+class _Faults:
+    """First failure of a kind is a warning, its repeats are debug, its end is info."""
+
+    def __init__(self, device: str) -> None:
+        self._device = device
+        self._active: dict[str, str] = {}
+
+    def fail(self, key: str, message: str) -> None:
+        if self._active.get(key) == message:
+            log.debug("%s: %s still failing: %s", self._device, key, message)
+            return
+        self._active[key] = message
+        log.warning("%s: %s: %s", self._device, key, message)
+
+    def clear(self, key: str) -> None:
+        if self._active.pop(key, None) is not None:
+            log.info("%s: %s read again", self._device, key)
+
+
+class _Poller:
+    """The loop both drivers share: poll, emit, back off while down, never raise."""
+
+    def __init__(
+        self,
+        name: str,
+        unit: int,
+        poll_ms: int,
+        points: Mapping[str, ModbusPoint],
+        link: Link,
+        clock: Clock,
+        backoff: Backoff,
+    ) -> None:
+        self.name = name
+        self._unit = unit
+        self._poll_s = poll_ms / 1000
+        self._blocks = plan_reads(points)
+        self._link = link
+        self._clock = clock
+        self._backoff = backoff
+        self._faults = _Faults(name)
+        self._down = False
+
+    def run(self, stop: StopFlag, emit: Emit) -> None:
+        log.info(
+            "%s: polling %d points in %d requests every %.3g s",
+            self.name,
+            sum(len(b.points) for b in self._blocks),
+            len(self._blocks),
+            self._poll_s,
+        )
+        delays: Iterator[float] | None = None
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                if self._poll_guarded(emit):
+                    delays = None
+                    wait = self._poll_s - (time.monotonic() - started)
+                else:
+                    delays = delays or self._backoff.delays()
+                    wait = next(delays)
+                stop.wait(max(0.0, wait))
+        finally:
+            self._close_quietly()
+        log.info("%s: stopped", self.name)
+
+    def _poll_guarded(self, emit: Emit) -> bool:
+        """One poll; False when the device did not answer (so the caller backs off)."""
+        try:
+            readings = self._poll_once()
+        except DeviceUnreachable as exc:
+            self._went_down(str(exc), emit)
+            return False
+        except Exception as exc:  # a bug or an unforeseen library error must not end the loop
+            self._faults.fail("poll", f"unexpected {type(exc).__name__}: {exc}")
+            log.debug("%s: poll failed", self.name, exc_info=True)
+            self._close_quietly()
+            return True
+        self._faults.clear("poll")
+        self._came_up(emit)
+        for reading in readings:
+            self._emit(emit, reading)
+        return True
+
+    def _poll_once(self) -> list[Reading]:
+        """Read every block; readings are emitted only once the whole poll got answers."""
+        readings: list[Reading] = []
+        for block in self._blocks:
+            key = f"{block.table} {block.address}+{block.count} ({', '.join(block.point_names())})"
+            try:
+                values = self._link.read(self._unit, block)
+            except (ExceptionReply, DecodeError) as exc:
+                self._faults.fail(key, str(exc))
+                readings.extend(self._failed(block.point_names(), str(exc)))
+                continue
+            self._faults.clear(key)
+            readings.extend(self._decode(block, values))
+        return readings
+
+    def _decode(self, block: ReadBlock, values: Sequence[int] | Sequence[bool]) -> list[Reading]:
+        ts = self._clock()
+        readings: list[Reading] = []
+        for name, point in block.points:
+            try:
+                value = decode_point(point, block.slice_for(point, values))
+            except DecodeError as exc:
+                self._faults.fail(f"point {name}", str(exc))
+                readings.append(Reading(self.name, name, None, ts, ok=False, error=str(exc)))
+                continue
+            self._faults.clear(f"point {name}")
+            readings.append(Reading(self.name, name, value, ts))
+        return readings
+
+    def _failed(self, names: Sequence[str], error: str) -> list[Reading]:
+        ts = self._clock()
+        return [Reading(self.name, n, None, ts, ok=False, error=error) for n in names]
+
+    def _went_down(self, reason: str, emit: Emit) -> None:
+        if self._down:
+            log.debug("%s: still down: %s", self.name, reason)
+            return
+        self._down = True
+        log.warning("%s: device down: %s (retrying with backoff)", self.name, reason)
+        self._emit(emit, DeviceStatus(self.name, "down", self._clock(), reason))
+
+    def _came_up(self, emit: Emit) -> None:
+        if not self._down:
+            return
+        self._down = False
+        log.info("%s: device up again", self.name)
+        self._emit(emit, DeviceStatus(self.name, "up", self._clock()))
+
+    def _emit(self, emit: Emit, event: Event) -> None:
+        try:
+            emit(event)
+        except Exception as exc:  # the agent's problem, but it must not stop the polling
+            self._faults.fail("emit", f"{type(exc).__name__}: {exc}")
+            log.debug("%s: emit failed", self.name, exc_info=True)
+        else:
+            self._faults.clear("emit")
+
+    def _close_quietly(self) -> None:
+        try:
+            self._link.close()
+        except Exception:
+            log.debug("%s: close failed", self.name, exc_info=True)
+
+
+class ModbusTcpDriver(_Poller):
+    """Polls one Modbus TCP device (one unit id) over its own connection."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ModbusTcpConfig,
+        clock: Clock = utc_now,
+        *,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        link = TcpLink(config)
+        super().__init__(name, config.unit, config.poll_ms, config.points, link, clock, backoff)
+
+
+class ModbusRtuDriver(_Poller):
+    """Polls one Modbus RTU device (one unit id) through the bus of its serial port."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ModbusRtuConfig,
+        bus: RtuBus,
+        clock: Clock = utc_now,
+        *,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        if bus.port != config.port:
+            raise ValueError(f"device {name} is on port {config.port}, the bus on {bus.port}")
+        link = BusLink(bus)
+        super().__init__(name, config.unit, config.poll_ms, config.points, link, clock, backoff)
+
+
+def build_rtu_buses(devices: Mapping[str, ModbusRtuConfig]) -> dict[str, RtuBus]:
+    """One RtuBus per port. Raises ValueError listing every conflict (see rtu_port_conflicts).
+
+    The line settings are the devices' common ones; the bus waits the longest
+    timeout_ms and keeps the longest pause_ms of its devices, so the slowest device
+    on the line sets the pace.
+    """
+    problems = rtu_port_conflicts(devices)
+    if problems:
+        raise ValueError("; ".join(str(p) for p in problems))
+    by_port: dict[str, list[ModbusRtuConfig]] = {}
+    for config in devices.values():
+        by_port.setdefault(config.port, []).append(config)
+    return {port: _bus_for(port, configs) for port, configs in by_port.items()}
+
+
+def _bus_for(port: str, configs: Sequence[ModbusRtuConfig]) -> RtuBus:
+    first = configs[0]
+    return RtuBus(
+        port,
+        baudrate=first.baudrate,
+        parity=first.parity,
+        stopbits=first.stopbits,
+        bytesize=first.bytesize,
+        timeout_ms=max(c.timeout_ms for c in configs),
+        pause_ms=max(c.pause_ms for c in configs),
+    )
+
+
+ModbusDriver = ModbusTcpDriver | ModbusRtuDriver
+
+
+def build_modbus_drivers(
+    devices: Mapping[str, object], clock: Clock = utc_now
+) -> tuple[list[ModbusDriver], dict[str, RtuBus]]:
+    """Drivers for every modbus device among all configured devices, and the RTU buses.
+
+    Nothing is opened here; the caller runs each driver in its own thread and closes
+    the buses after the drivers have stopped.
+    """
+    rtu = {n: c for n, c in devices.items() if isinstance(c, ModbusRtuConfig)}
+    buses = build_rtu_buses(rtu)
+    drivers: list[ModbusDriver] = [
+        ModbusTcpDriver(n, c, clock) for n, c in devices.items() if isinstance(c, ModbusTcpConfig)
+    ]
+    drivers.extend(ModbusRtuDriver(n, c, buses[c.port], clock) for n, c in rtu.items())
+    return drivers, buses
