@@ -7,7 +7,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -194,22 +194,18 @@ class Ledger:
                 if p.with_completion
                 else None
             )
-            components = _components(master, p.item)
-            stock = {
-                code: uom_lots for code in components if (uom_lots := uow.lots(code, wc.location))
-            }
-            plan = plan_consumption(
-                master, wc, p.item, p.role, p.units, uow.carries(p.bucket, components), stock
-            )
-        except CannotPost as exc:
+        except CannotPost as exc:  # the finished item itself is unknown: all of it waits
             return self._hold(uow, p, str(exc), ts) if may_hold else str(exc)
+        try:
+            components = _components(master, p.item)
+            stock = {code: lots for code in components if (lots := uow.lots(code, wc.location))}
+            carries = uow.carries(p.bucket, components)
+            plan = plan_consumption(master, wc, p.item, p.role, p.units, carries, stock)
+        except CannotPost as exc:
+            return self._wait(uow, p, completion, posting, str(exc), ts, may_hold)
         if plan.shortages and wc.on_shortage == "hold":
             missing = ", ".join(f"{s.item} short {s.missing}" for s in plan.shortages)
-            if completion is not None:  # production is never blocked: only the backflush waits
-                self._post_move(uow, completion, posting)
-                p = Production(**{**p.__dict__, "with_completion": False})
-            reason = f"shortage: {missing}"
-            return self._hold(uow, p, reason, ts) if may_hold else reason
+            return self._wait(uow, p, completion, posting, f"shortage: {missing}", ts, may_hold)
         if completion is not None:
             self._post_move(uow, completion, posting)
         for move in plan.moves:
@@ -221,6 +217,24 @@ class Ledger:
         for short in plan.shortages:
             self._negative_alert(uow, short.item, short.location, ts, p.event, short.missing)
         return None
+
+    def _wait(
+        self,
+        uow: UnitOfWork,
+        p: Production,
+        completion: Move | None,
+        posting: Posting,
+        reason: str,
+        ts: datetime,
+        may_hold: bool,
+    ) -> str:
+        """The backflush waits; the completion does not (production is never blocked)."""
+        if not may_hold:
+            return reason
+        if completion is not None:
+            self._post_move(uow, completion, posting)
+            p = Production(**{**p.__dict__, "with_completion": False})
+        return self._hold(uow, p, reason, ts)
 
     def _hold(self, uow: UnitOfWork, p: Production, reason: str, ts: datetime) -> str:
         held_id = uow.hold(f"{p.event}/{p.role}", ts, p.work_center, reason, p.to_json())
@@ -466,7 +480,8 @@ class Ledger:
 
     # -- helpers -------------------------------------------------------------------------
     def _post_move(self, uow: UnitOfWork, move: Move, posting: Posting) -> None:
-        uow.post(move, self._item(move.item).uom, posting)
+        item = self._item(move.item)
+        uow.post(replace(move, qty=item.round(move.qty)), item.uom, posting)
 
     def _negative_alert(
         self,

@@ -1,0 +1,342 @@
+"""The ledger on a real SQLite file, through its handlers: the issue's must-shows."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from lineside.agent import reports
+from lineside.agent.bootstrap import open_ledger
+from lineside.agent.commands import (
+    CloseOrder,
+    Complete,
+    Count,
+    CounterReading,
+    MeterReading,
+    PutBom,
+    PutItem,
+    Receive,
+    Reverse,
+    StartOrder,
+)
+from lineside.agent.config import load
+from lineside.agent.handlers import Ledger
+from lineside.agent.ledger.store import UnitOfWork
+from tests.conftest import StepClock, write_config
+
+D = Decimal
+
+
+def balances(ledger: Ledger) -> dict[tuple[str, str | None], Decimal]:
+    out: dict[tuple[str, str | None], Decimal] = {}
+    for row in reports.stock(ledger.conn, ledger.master, empty=True):
+        out[(row["item"], row["lot"])] = D(row["qty"])
+    return out
+
+
+def item_total(ledger: Ledger, item: str) -> Decimal:
+    return sum((q for (i, _), q in balances(ledger).items() if i == item), D(0))
+
+
+def snapshot(conn: sqlite3.Connection) -> list[tuple]:  # type: ignore[type-arg]
+    tables = ("journal", "stock", "outbox", "carries", "counters", "held", "events", "orders")
+    return [tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()) for t in tables]
+
+
+def receive(ledger: Ledger, item: str, qty: str, lot: str | None = None, key: str = "") -> None:
+    result = ledger.execute(
+        Receive(
+            key=key or f"rcv-{item}-{lot}-{qty}",
+            ts=ledger.clock(),
+            item=item,
+            qty=D(qty),
+            lot=lot,
+            location="LINE-3",
+        )
+    )
+    assert result.ok, result.error
+
+
+def complete(
+    ledger: Ledger, good: int, scrap: int = 0, stage: str | None = None, key: str | None = None
+) -> None:
+    result = ledger.execute(
+        Complete(
+            key=key or f"c-{ledger.clock().isoformat()}",
+            ts=ledger.clock(),
+            work_center="PRESS-3",
+            good=good,
+            scrap=scrap,
+            stage=stage,
+        )
+    )
+    assert result.ok, result.error
+
+
+def test_design_example_posts_exact_quantities(ledger: Ledger) -> None:
+    complete(ledger, 1000)
+    complete(ledger, 1000, stage="paint")
+    assert item_total(ledger, "STEEL-2MM") == D("-875.500")
+    assert item_total(ledger, "BOLT-M8") == D("-4000")
+    assert item_total(ledger, "PRIMER-A") == D("-10.000")
+    assert item_total(ledger, "PAINT-9005") == 0
+    assert item_total(ledger, "BRKT-100") == 1000
+
+
+def test_ten_thousand_single_completions_equal_one_batch(tmp_path: Path) -> None:
+    singles = open_ledger(load(write_config(tmp_path / "a")), StepClock())
+    batch = open_ledger(load(write_config(tmp_path / "b")), StepClock())
+    for n in range(10_000):
+        complete(singles, 1, key=f"one-{n}")
+    complete(batch, 10_000)
+    for item in ("STEEL-2MM", "PRIMER-A"):
+        assert item_total(singles, item) == item_total(batch, item)
+    assert item_total(singles, "STEEL-2MM") == D("-8755.000")
+    assert item_total(singles, "PRIMER-A") == D("-100.000")
+
+
+def test_same_command_twice_posts_once(ledger: Ledger) -> None:
+    cmd = Complete(key="req-1", ts=ledger.clock(), work_center="PRESS-3", good=5)
+    first, second = ledger.execute(cmd), ledger.execute(cmd)
+    assert first.ok and second.ok and second.duplicate and not first.duplicate
+    assert item_total(ledger, "BRKT-100") == 5
+    assert second.detail["transactions"] == [t["id"] for t in first.transactions]
+
+
+def test_counter_reading_twice_posts_once_and_idle_writes_nothing(ledger: Ledger) -> None:
+    for value in (100, 110, 110, 110):
+        ledger.execute(CounterReading(key="r", ts=ledger.clock(), point="plc3.good", value=value))
+    assert item_total(ledger, "BRKT-100") == 10
+    changes = ledger.conn.total_changes
+    for _ in range(50):
+        ledger.execute(CounterReading(key="r", ts=ledger.clock(), point="plc3.good", value=110))
+    assert ledger.conn.total_changes == changes
+
+
+def test_restart_compares_first_read_with_stored_value(line_config, clock) -> None:  # type: ignore[no-untyped-def]
+    first = open_ledger(line_config, clock)
+    first.execute(CounterReading(key="r", ts=clock(), point="plc3.good", value=1000))
+    first.conn.close()
+    second = open_ledger(line_config, clock)  # the PLC counted 500 while we were down
+    second.execute(CounterReading(key="r", ts=clock(), point="plc3.good", value=1500))
+    second.execute(CounterReading(key="r", ts=clock(), point="plc3.good", value=1500))
+    assert item_total(second, "BRKT-100") == 500
+
+
+def test_rollover_and_reset(ledger: Ledger) -> None:
+    for value in (65530, 65535, 4):  # scrap is a uint16 point
+        ledger.execute(CounterReading(key="r", ts=ledger.clock(), point="plc3.scrap", value=value))
+    assert item_total(ledger, "PRIMER-A") == D("-0.100")  # 5 + 5 scrapped units
+    result = ledger.execute(CounterReading(key="r", ts=ledger.clock(), point="plc3.good", value=50))
+    assert result.ok
+    ledger.execute(CounterReading(key="r", ts=ledger.clock(), point="plc3.good", value=900_000))
+    held = ledger.conn.execute("SELECT reason FROM held WHERE status = 'held'").fetchall()
+    assert len(held) == 1 and "implausible" in held[0][0]
+    result = ledger.execute(CounterReading(key="r", ts=ledger.clock(), point="plc3.good", value=7))
+    assert [a["kind"] for a in result.alerts] == ["counter_reset"]
+    assert item_total(ledger, "BRKT-100") == 7
+
+
+def test_crash_between_moves_and_commit_leaves_nothing(ledger: Ledger) -> None:
+    receive(ledger, "STEEL-2MM", "100", "L1")
+    before = snapshot(ledger.conn)
+    with pytest.raises(RuntimeError), UnitOfWork(ledger.conn) as uow:
+        ledger._refresh_master(uow)
+        ledger._handlers[Complete](
+            uow, Complete(key="k", ts=ledger.clock(), work_center="PRESS-3", good=3)
+        )
+        assert uow.posted  # the moves were written inside the transaction...
+        raise RuntimeError("power cut")  # ...and never committed
+    assert snapshot(ledger.conn) == before
+
+
+def test_shortage_under_allow_goes_negative_with_one_alert(ledger: Ledger) -> None:
+    receive(ledger, "PRIMER-A", "0.015", "P1")
+    result = ledger.execute(Complete(key="a", ts=ledger.clock(), work_center="PRESS-3", good=2))
+    assert balances(ledger)[("PRIMER-A", "P1")] == 0
+    assert balances(ledger)[("PRIMER-A", None)] == D("-0.005")
+    assert sorted((a["kind"], a["item"]) for a in result.alerts) == [
+        ("negative_stock", "PRIMER-A"),
+        ("negative_stock", "STEEL-2MM"),
+    ]
+    again = ledger.execute(Complete(key="b", ts=ledger.clock(), work_center="PRESS-3", good=2))
+    assert again.alerts == ()  # already negative: no new alert for every unit
+
+
+def test_shortage_under_hold_waits_for_the_next_receipt(tmp_path: Path, clock: StepClock) -> None:
+    cfg = load(write_config(tmp_path, **{"on_shortage: allow": "on_shortage: hold"}))
+    ledger = open_ledger(cfg, clock)
+    receive(ledger, "STEEL-2MM", "10", "S1")
+    result = ledger.execute(Complete(key="h", ts=clock(), work_center="PRESS-3", good=20))
+    assert result.ok and [a["kind"] for a in result.alerts] == ["held"]
+    assert item_total(ledger, "BRKT-100") == 20  # production is never blocked
+    assert item_total(ledger, "STEEL-2MM") == 10  # the backflush waits
+    receive(ledger, "PRIMER-A", "1", "P1")
+    assert item_total(ledger, "STEEL-2MM") == 10  # still short of steel
+    receive(ledger, "STEEL-2MM", "10", "S2")
+    assert balances(ledger)[("STEEL-2MM", "S1")] == 0
+    assert balances(ledger)[("STEEL-2MM", "S2")] == D("2.490")  # 20 × 0.8755 = 17.510
+    assert item_total(ledger, "PRIMER-A") == D("0.800")
+    assert ledger.conn.execute("SELECT status FROM held").fetchall() == [("posted",)]
+
+
+def test_fifo_across_two_lots_and_genealogy_both_ways(ledger: Ledger) -> None:
+    receive(ledger, "STEEL-2MM", "10", "HEAT-1")
+    receive(ledger, "STEEL-2MM", "50", "HEAT-2")
+    ledger.execute(
+        StartOrder(
+            key="o1", ts=ledger.clock(), order="ORD-1", work_center="PRESS-3", item="BRKT-100"
+        )
+    )
+    complete(ledger, 20)
+    ledger.execute(
+        StartOrder(
+            key="o2", ts=ledger.clock(), order="ORD-2", work_center="PRESS-3", item="BRKT-100"
+        )
+    )
+    complete(ledger, 10)
+    assert balances(ledger)[("STEEL-2MM", "HEAT-1")] == 0
+    assert balances(ledger)[("STEEL-2MM", "HEAT-2")] == D("50") - (D("26.265") - 10)
+    by_order = reports.genealogy_of_order(ledger.conn, "ORD-1")
+    assert {(g["item"], g["lot"], g["qty"]) for g in by_order} == {
+        ("STEEL-2MM", "HEAT-1", "10.000"),
+        ("STEEL-2MM", "HEAT-2", "7.510"),
+    }
+    by_lot = reports.genealogy_of_lot(ledger.conn, "HEAT-2")
+    assert {(g["order"], g["qty"]) for g in by_lot} == {("ORD-1", "7.510"), ("ORD-2", "8.755")}
+    orders = dict(ledger.conn.execute("SELECT order_no, status FROM orders").fetchall())
+    assert orders == {"ORD-1": "closed", "ORD-2": "active"}
+
+
+def test_horngren_journal_exactly(tmp_path: Path, clock: StepClock) -> None:
+    text = """
+gateway: {id: gw, site: s, data_dir: ./var}
+items:
+  FG: {uom: ea, cost: 45, conversion_cost: 20}
+  DM: {uom: ea, cost: 25}
+boms:
+  FG: {components: [{item: DM, qty: 1}]}
+work_centers:
+  CELL: {location: L, item: FG}
+"""
+    ledger = open_ledger(load(write_config(tmp_path, text)), clock)
+    assert ledger.execute(Complete(key="k", ts=clock(), work_center="CELL", good=21_000)).ok
+    (entry,) = reports.journal_entries(ledger.conn, ledger.master)
+    lines = {ln["account"]: (ln["debit"], ln["credit"]) for ln in entry["lines"]}
+    assert lines == {
+        "Finished Goods": ("945000", "0"),
+        "Materials and In-Process": ("0", "525000"),
+        "Conversion Costs Allocated": ("0", "420000"),
+    }
+
+
+def test_reversal_once_then_refused(ledger: Ledger) -> None:
+    receive(ledger, "BOLT-M8", "100", "B1")
+    tx = ledger.conn.execute("SELECT id FROM journal WHERE kind = 'receipt'").fetchone()[0]
+    first = ledger.execute(Reverse(key="rev-1", ts=ledger.clock(), tx_id=tx))
+    assert first.ok and first.transactions[0]["qty"] == "-100"
+    before = snapshot(ledger.conn)
+    second = ledger.execute(Reverse(key="rev-2", ts=ledger.clock(), tx_id=tx))
+    assert not second.ok and second.refused and "already reversed" in (second.error or "")
+    assert snapshot(ledger.conn) == before
+    assert item_total(ledger, "BOLT-M8") == 0
+
+
+def test_count_posts_the_difference_and_records_it(ledger: Ledger) -> None:
+    receive(ledger, "BOLT-M8", "100", "B1")
+    receive(ledger, "BOLT-M8", "50", "B2")
+    result = ledger.execute(
+        Count(key="cnt", ts=ledger.clock(), item="BOLT-M8", qty=D(120), location="LINE-3")
+    )
+    assert result.ok
+    assert [(t["lot"], t["qty"], t["kind"]) for t in result.transactions] == [
+        ("B1", "-30", "adjustment")
+    ]
+    count = ledger.conn.execute("SELECT book, counted, diff, value FROM counts").fetchone()
+    assert count == ("150", "120", "-30", "-1.50")
+
+
+def test_unknown_item_is_held_and_posted_when_fixed(ledger: Ledger) -> None:
+    ledger.execute(
+        StartOrder(key="o", ts=ledger.clock(), order="ORD-9", work_center="PRESS-3", item="BOLT-M8")
+    )
+    result = ledger.execute(Complete(key="x", ts=ledger.clock(), work_center="PRESS-3", good=3))
+    assert [a["kind"] for a in result.alerts] == ["held"]
+    assert item_total(ledger, "BOLT-M8") == 3  # the completion posted, the backflush waits
+    put = ledger.execute(
+        PutBom(
+            key="b",
+            ts=ledger.clock(),
+            item="BOLT-M8",
+            data={"components": [{"item": "STEEL-2MM", "qty": "0.01"}]},
+        )
+    )
+    assert put.ok, put.error
+    assert item_total(ledger, "STEEL-2MM") == D("-0.030")
+    assert ledger.conn.execute("SELECT status FROM held").fetchall() == [("posted",)]
+
+
+def test_put_item_survives_restart(line_config, clock) -> None:  # type: ignore[no-untyped-def]
+    first = open_ledger(line_config, clock)
+    assert first.execute(
+        PutItem(key="i", ts=clock(), item="NUT-M8", data={"uom": "ea", "cost": "0.02"})
+    ).ok
+    first.conn.close()
+    second = open_ledger(line_config, clock)
+    assert second.master.items["NUT-M8"].cost == D("0.02")
+    bad = second.execute(PutItem(key="j", ts=clock(), item="NUT-M9", data={"uom": "ea", "x": 1}))
+    assert not bad.ok and "unknown key" in (bad.error or "")
+
+
+def test_measured_consumption_and_variance(ledger: Ledger) -> None:
+    receive(ledger, "PAINT-9005", "40", "P-1")
+    ledger.execute(
+        StartOrder(
+            key="o", ts=ledger.clock(), order="ORD-1", work_center="PRESS-3", item="BRKT-100"
+        )
+    )
+    for value in ("100.000", "100.125", "102.2"):
+        ledger.execute(
+            MeterReading(key="m", ts=ledger.clock(), point="doser3.total_l", value=D(value))
+        )
+    complete(ledger, 100)
+    assert balances(ledger)[("PAINT-9005", "P-1")] == D("37.80")
+    (row,) = reports.variance(ledger.conn, ledger.master)
+    assert (row["standard"], row["measured"], row["variance"]) == ("2.00", "2.20", "0.20")
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (Receive(key="1", ts=None, item="NOPE", qty=D(1), location="L"), "unknown item"),  # type: ignore[arg-type]
+        (Receive(key="2", ts=None, item="BOLT-M8", qty=D("0.5"), location="L"), "decimals"),  # type: ignore[arg-type]
+        (Receive(key="3", ts=None, item="BOLT-M8", qty=D(-1), location="L"), "more than 0"),  # type: ignore[arg-type]
+        (Receive(key="4", ts=None, item="PRIMER-KIT", qty=D(1), location="L"), "phantom"),  # type: ignore[arg-type]
+        (Complete(key="5", ts=None, work_center="NOPE", good=1), "unknown work center"),  # type: ignore[arg-type]
+        (Complete(key="6", ts=None, work_center="PRESS-3", good=1, stage="dip"), "no stage"),  # type: ignore[arg-type]
+        (CloseOrder(key="7", ts=None, order="NOPE"), "no order"),  # type: ignore[arg-type]
+        (Reverse(key="8", ts=None, tx_id="nope"), "no transaction"),  # type: ignore[arg-type]
+        (
+            PutBom(
+                key="9",
+                ts=None,
+                item="PRIMER-KIT",
+                data={
+                    "components": [  # type: ignore[arg-type]
+                        {"item": "PRIMER-KIT", "qty": "1"}
+                    ]
+                },
+            ),
+            "itself",
+        ),
+    ],
+)
+def test_bad_commands_are_refused_and_change_nothing(ledger: Ledger, command, message) -> None:  # type: ignore[no-untyped-def]
+    command = type(command)(**{**command.__dict__, "ts": ledger.clock()})
+    before = snapshot(ledger.conn)
+    result = ledger.execute(command)
+    assert not result.ok and message in (result.error or "")
+    assert snapshot(ledger.conn) == before

@@ -1,0 +1,65 @@
+"""Counters are counters: baseline, delta, rollover at the width, reset, implausible jumps."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lineside.agent.domain.counters import interpret
+
+
+@pytest.mark.parametrize(
+    ("last", "new", "width", "kind", "delta"),
+    [
+        (None, 1234, 16, "baseline", 0),
+        (10, 10, 16, "unchanged", 0),
+        (10, 15, 16, "delta", 5),
+        (65535, 4, 16, "rollover", 5),
+        (65530, 0, 16, "rollover", 6),
+        (4294967290, 3, 32, "rollover", 9),
+        (5000, 20, 16, "reset", 20),  # wrap-around would be 60,556 units: not plausible
+        (100, 250_000, 32, "implausible", 249_900),
+        (None, Decimal("12.5"), None, "baseline", 0),
+        (Decimal("12.5"), Decimal("13.75"), None, "delta", Decimal("1.25")),
+        (Decimal("900.0"), Decimal("0.4"), None, "reset", Decimal("0.4")),
+    ],
+)
+def test_interpret(last, new, width, kind, delta) -> None:  # type: ignore[no-untyped-def]
+    result = interpret(last, new, width, 10_000)
+    assert (result.kind, result.delta) == (kind, delta)
+
+
+def test_uint16_crossing_65535_to_4_is_five_units() -> None:
+    assert interpret(65535, 4, 16, 100_000).delta == 5
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=200),
+    st.sampled_from([16, 32]),
+    st.integers(min_value=0, max_value=2**16 - 1),
+)
+def test_increments_across_rollovers_add_up_exactly(
+    steps: list[int], width: int, start: int
+) -> None:
+    """Any sequence of small increments (wrapping at the width) totals the true count."""
+    modulus = 2**width
+    value, last, total = start, None, 0
+    for step in steps:
+        value = (value + step) % modulus
+        result = interpret(last, value, width, 1000)
+        if result.counts:
+            total += int(result.delta)
+        last = value
+    assert total == sum(steps[1:])  # the first reading is the baseline
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**16 - 1), min_size=1, max_size=100))
+def test_repeats_never_count(values: list[int]) -> None:
+    last = None
+    for v in values:
+        assert not interpret(v, v, 16, 1000).counts
+        interpret(last, v, 16, 1000)
+        last = v
