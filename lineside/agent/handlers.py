@@ -110,23 +110,58 @@ class Ledger:
                 return Result(ok=True)
             with UnitOfWork(self.conn) as uow:
                 self._refresh_master(uow)
-                stored = uow.seen(command.key)
-                if stored is not None:
-                    return _duplicate(stored)
-                try:
-                    self._handlers[type(command)](uow, command)
-                except Rejected as exc:
-                    return Result(ok=False, error=str(exc), refused=isinstance(exc, Refused))
-                if not isinstance(command, CounterReading | MeterReading):
-                    reply = json.dumps({"ok": True, "transactions": [t["id"] for t in uow.posted]})
-                    uow.remember(command.key, type(command).__name__, command.ts, reply)
-                uow.commit()
-                posted, alerts = tuple(uow.posted), tuple(uow.alerts)
-            if isinstance(command, CounterReading | MeterReading):
-                self._last_value[command.point] = str(command.value)
-            for alert in alerts:
-                log.info("alert %s", " ".join(f"{k}={v}" for k, v in alert.items()))
-            return Result(ok=True, transactions=posted, alerts=alerts)
+                result = self._apply(uow, command)
+                if result.ok and not result.duplicate:
+                    uow.commit()
+            self._after_commit(command, result)
+            return result
+
+    def execute_batch(self, commands: list[Command]) -> list[Result]:
+        """Apply several commands in one SQLite transaction (one fsync), each in a savepoint
+        so that a refused command changes nothing and does not undo the others."""
+        results: list[Result] = []
+        with self._lock, UnitOfWork(self.conn) as uow:
+            self._refresh_master(uow)
+            for command in commands:
+                if self._unchanged_reading(command):
+                    results.append(Result(ok=True))
+                    continue
+                mark = (len(uow.posted), len(uow.alerts))
+                self.conn.execute("SAVEPOINT command")
+                result = self._apply(uow, command)
+                if result.ok:
+                    self.conn.execute("RELEASE command")
+                else:
+                    self.conn.execute("ROLLBACK TO command")
+                    self.conn.execute("RELEASE command")
+                    del uow.posted[mark[0] :], uow.alerts[mark[1] :]
+                results.append(result)
+            uow.commit()
+        for command, result in zip(commands, results, strict=True):
+            self._after_commit(command, result)
+        return results
+
+    def _apply(self, uow: UnitOfWork, command: Command) -> Result:
+        """Run command's handler inside the open unit of work; the caller commits."""
+        stored = uow.seen(command.key)
+        if stored is not None:
+            return _duplicate(stored)
+        start_posted, start_alerts = len(uow.posted), len(uow.alerts)
+        try:
+            self._handlers[type(command)](uow, command)
+        except Rejected as exc:
+            return Result(ok=False, error=str(exc), refused=isinstance(exc, Refused))
+        posted = tuple(uow.posted[start_posted:])
+        if not isinstance(command, CounterReading | MeterReading):
+            reply = json.dumps({"ok": True, "transactions": [t["id"] for t in posted]})
+            uow.remember(command.key, type(command).__name__, command.ts, reply)
+        return Result(ok=True, transactions=posted, alerts=tuple(uow.alerts[start_alerts:]))
+
+    def _after_commit(self, command: Command, result: Result) -> None:
+        if result.ok and isinstance(command, CounterReading | MeterReading):
+            self._last_value[command.point] = str(command.value)
+        for alert in result.alerts:
+            log.info("alert %s", " ".join(f"{k}={v}" for k, v in alert.items()))
 
     @property
     def master(self) -> MasterData:
@@ -198,7 +233,7 @@ class Ledger:
             return self._hold(uow, p, str(exc), ts) if may_hold else str(exc)
         try:
             components = _components(master, p.item)
-            stock = {code: lots for code in components if (lots := uow.lots(code, wc.location))}
+            stock = uow.lots_of(components, wc.location) if components else {}
             carries = uow.carries(p.bucket, components)
             plan = plan_consumption(master, wc, p.item, p.role, p.units, carries, stock)
         except CannotPost as exc:
@@ -206,12 +241,9 @@ class Ledger:
         if plan.shortages and wc.on_shortage == "hold":
             missing = ", ".join(f"{s.item} short {s.missing}" for s in plan.shortages)
             return self._wait(uow, p, completion, posting, f"shortage: {missing}", ts, may_hold)
-        if completion is not None:
-            self._post_move(uow, completion, posting)
-        for move in plan.moves:
-            self._post_move(uow, move, posting)
-        for code, carry in plan.carries.items():
-            uow.save_carry(p.bucket, code, carry)
+        moves = [completion, *plan.moves] if completion is not None else list(plan.moves)
+        self._post_moves(uow, moves, posting)
+        uow.save_carries(p.bucket, dict(plan.carries))
         for code, qty in plan.standard_measured.items():
             uow.add_standard(p.bucket, code, qty, p.order_no, p.work_center)
         for short in plan.shortages:
@@ -350,8 +382,7 @@ class Ledger:
             item, wc.location, post, "measured", uow.lots(item.code, wc.location)
         )
         posting = Posting(ts, event, event, order_no, wc.code)
-        for move in moves:
-            self._post_move(uow, move, posting)
+        self._post_moves(uow, moves, posting)
         if short is not None:
             self._negative_alert(uow, item.code, wc.location, ts, event, short.missing)
 
@@ -382,8 +413,7 @@ class Ledger:
             )
         elif diff < 0:  # a count of the item's total: take the loss from the oldest lots
             moves, _ = consume(item, cmd.location, -diff, "adjustment", lots)
-            for move in moves:
-                self._post_move(uow, move, posting)
+            self._post_moves(uow, moves, posting)
         uow.record_count(
             {
                 "ts": iso(cmd.ts),
@@ -480,8 +510,16 @@ class Ledger:
 
     # -- helpers -------------------------------------------------------------------------
     def _post_move(self, uow: UnitOfWork, move: Move, posting: Posting) -> None:
-        item = self._item(move.item)
-        uow.post(replace(move, qty=item.round(move.qty)), item.uom, posting)
+        self._post_moves(uow, [move], posting)
+
+    def _post_moves(self, uow: UnitOfWork, moves: list[Move], posting: Posting) -> None:
+        """Post moves with their quantities written at each item's decimals."""
+        if not moves:
+            return
+        items = [self._item(m.item) for m in moves]
+        uow.post_many(
+            [(_at_decimals(m, i), i.uom) for m, i in zip(moves, items, strict=True)], posting
+        )
 
     def _negative_alert(
         self,
@@ -553,6 +591,11 @@ def _components(master: MasterData, item: str) -> list[str]:
             else:
                 out.append(comp.item)
     return out
+
+
+def _at_decimals(move: Move, item: Item) -> Move:
+    rounded = item.round(move.qty)
+    return move if str(rounded) == str(move.qty) else replace(move, qty=rounded)
 
 
 def _lot(lot: str | None) -> str:

@@ -9,11 +9,12 @@ Rules, in order:
 2. A symbology prefix (``]C1`` GS1-128, ``]d2`` GS1 DataMatrix, ``]Q3`` GS1 QR,
    ``]e0`` GS1 DataBar, …) is taken off first. GS (0x1D) separates variable-length
    fields; leading and trailing GS are ignored.
-3. Unless the prefix says the symbol is GS1, a code starting with the work
-   center's ``order_prefix`` is an order number: ``OrderStart`` with the **whole
-   code, prefix kept** (``ORD-4711`` starts order ``ORD-4711``), because the prefix
-   is part of the number as printed on the traveller and in the ERP. The prefix
-   alone is rejected.
+3. A code starting with the work center's ``order_prefix`` is an order number:
+   ``OrderStart`` with the **whole code, prefix kept** (``ORD-4711`` starts order
+   ``ORD-4711``), because the prefix is part of the number as printed on the
+   traveller and in the ERP. The prefix alone is rejected. When the symbology
+   says GS1, the GS1 reading comes first and the prefix only counts if the code
+   is not GS1 data.
 4. Otherwise the code is parsed as a GS1 element string with ``biip``:
 
    - a GTIN, (01) or else (02) the GTIN of the contained items on a logistic

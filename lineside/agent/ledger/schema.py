@@ -49,6 +49,7 @@ def _m001_ledger(db: sqlite_utils.Database) -> None:
         pk=("item", "location", "lot"),
         not_null={"qty", "fifo"},
     )
+    db.table("stock").create_index(["location", "item"])
     db.table("events").create({"key": str, "ts": str, "kind": str, "reply": str}, pk="key")
     db.table("counters").create({"point": str, "value": str, "ts": str}, pk="point")
     db.table("carries").create(
@@ -112,7 +113,31 @@ def _m001_ledger(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbox_unsent ON outbox(id) WHERE sent_ts IS NULL")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_ledger,)
+def _m002_sync(db: sqlite_utils.Database) -> None:
+    """The publisher's P/tx messages, stored with their seq before they are published.
+
+    A message that was built but not acknowledged is re-sent after a restart with the same
+    seq and the same bytes. The second index lets the publisher find unsent alerts without
+    walking a backlog of unsent transactions.
+    """
+    db.table("messages").create(
+        {
+            "seq": int,
+            "first_id": int,
+            "last_id": int,
+            "count": int,
+            "payload": str,
+            "created_ts": str,
+            "acked_ts": str,
+        },
+        pk="seq",
+        not_null={"first_id", "last_id", "count", "payload", "created_ts"},
+    )
+    db.execute("CREATE INDEX messages_unacked ON messages(seq) WHERE acked_ts IS NULL")
+    db.execute("CREATE INDEX outbox_unsent_stream ON outbox(stream, id) WHERE sent_ts IS NULL")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_m001_ledger, _m002_sync)
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -27,8 +27,14 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+    # Balances are exact decimals in TEXT: add them in Python, never through SQLite's REAL.
+    conn.create_function("decimal_add", 2, _decimal_add, deterministic=True)
     migrate(conn)
     return conn
+
+
+def _decimal_add(a: str, b: str) -> str:
+    return str(Decimal(a) + Decimal(b))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,48 +130,73 @@ class UnitOfWork:
 
     def post(self, move: Move, uom: str, posting: Posting) -> dict[str, Any]:
         """Apply a move to stock and journal it, with its outbox row; returns the transaction."""
-        tx = {
-            "id": str(uuid.uuid4()),
-            "ts": iso(posting.ts),
-            "kind": move.kind,
-            "item": move.item,
-            "location": move.location,
-            "lot": move.lot,
-            "qty": str(move.qty),
-            "uom": uom,
-            "order_no": posting.order_no,
-            "work_center": posting.work_center,
-            "cost": str(move.cost),
-            "cause": posting.cause,
-        }
-        cur = self.conn.execute(
+        return self.post_many([(move, uom)], posting)[0]
+
+    def post_many(
+        self, moves: Sequence[tuple[Move, str]], posting: Posting
+    ) -> list[dict[str, Any]]:
+        """Apply moves (each with its item's unit) to stock, journal them and announce them
+        in the outbox, in order; returns the transactions as the MQTT contract has them."""
+        ts = iso(posting.ts)
+        payloads = [
+            {
+                "id": str(uuid.uuid4()),
+                "ts": ts,
+                "kind": move.kind,
+                "item": move.item,
+                "location": move.location,
+                "qty": str(move.qty),
+                "uom": uom,
+                "lot": move.lot or None,
+                "order": posting.order_no,
+                "work_center": posting.work_center,
+                "cost": str(move.cost),
+                "cause": posting.cause,
+            }
+            for move, uom in moves
+        ]
+        self.conn.executemany(
             "INSERT INTO journal (id, ts, kind, item, location, lot, qty, uom, order_no,"
             " work_center, cost, cause, event, reverses)"
-            " VALUES (:id, :ts, :kind, :item, :location, :lot, :qty, :uom, :order_no,"
-            " :work_center, :cost, :cause, :event, :reverses)",
-            {**tx, "event": posting.event, "reverses": posting.reverses},
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    p["id"],
+                    ts,
+                    p["kind"],
+                    p["item"],
+                    p["location"],
+                    move.lot,
+                    p["qty"],
+                    p["uom"],
+                    posting.order_no,
+                    posting.work_center,
+                    p["cost"],
+                    posting.cause,
+                    posting.event,
+                    posting.reverses,
+                )
+                for p, (move, _) in zip(payloads, moves, strict=True)
+            ],
         )
-        self._apply_stock(move, int(cur.lastrowid or 0))
-        payload = tx_payload(tx)
-        self.outbox("tx", payload, posting.ts)
-        self.posted.append(payload)
-        return payload
-
-    def _apply_stock(self, move: Move, seq: int) -> None:
-        row = self.conn.execute(
-            "SELECT qty FROM stock WHERE item = ? AND location = ? AND lot = ?",
-            (move.item, move.location, move.lot),
-        ).fetchone()
-        if row is None:
-            self.conn.execute(
-                "INSERT INTO stock (item, location, lot, qty, fifo) VALUES (?, ?, ?, ?, ?)",
-                (move.item, move.location, move.lot, str(move.qty), seq),
-            )
-        else:
-            self.conn.execute(
-                "UPDATE stock SET qty = ? WHERE item = ? AND location = ? AND lot = ?",
-                (str(Decimal(row[0]) + move.qty), move.item, move.location, move.lot),
-            )
+        # A new lot row queues by the journal seq of the move that created it: FIFO is arrival
+        # order. Rows inserted in one statement get consecutive rowids (INTEGER PRIMARY KEY).
+        last = self.conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = last - len(moves) + 1
+        self.conn.executemany(
+            "INSERT INTO stock (item, location, lot, qty, fifo) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (item, location, lot) DO UPDATE SET qty = decimal_add(qty, excluded.qty)",
+            [
+                (m.item, m.location, m.lot, p["qty"], first + i)
+                for i, (p, (m, _)) in enumerate(zip(payloads, moves, strict=True))
+            ],
+        )
+        self.conn.executemany(
+            "INSERT INTO outbox (stream, payload, created_ts) VALUES ('tx', ?, ?)",
+            [(json.dumps(p, separators=(",", ":")), ts) for p in payloads],
+        )
+        self.posted.extend(payloads)
+        return payloads
 
     def transaction(self, tx_id: str) -> sqlite3.Row | None:
         cur = self.conn.execute("SELECT * FROM journal WHERE id = ?", (tx_id,))
@@ -191,14 +222,31 @@ class UnitOfWork:
 
     # -- carries and standards -----------------------------------------------------------
     def carries(self, bucket: str, items: Sequence[str]) -> dict[str, Carry]:
-        out: dict[str, Carry] = {}
-        for item in items:
-            row = self.conn.execute(
-                "SELECT exact, posted FROM carries WHERE bucket = ? AND item = ?", (bucket, item)
-            ).fetchone()
-            if row is not None:
-                out[item] = Carry(Decimal(row[0]), Decimal(row[1]))
+        wanted = set(items)
+        rows = self.conn.execute(
+            "SELECT item, exact, posted FROM carries WHERE bucket = ?", (bucket,)
+        ).fetchall()
+        return {r[0]: Carry(Decimal(r[1]), Decimal(r[2])) for r in rows if r[0] in wanted}
+
+    def lots_of(self, items: Sequence[str], location: str) -> dict[str, list[LotBalance]]:
+        """FIFO balances of several items at once (one query for a whole BOM)."""
+        out: dict[str, list[LotBalance]] = {}
+        marks = ",".join("?" * len(items))
+        for item, lot, qty in self.conn.execute(
+            f"SELECT item, lot, qty FROM stock WHERE location = ? AND item IN ({marks})"
+            " ORDER BY item, fifo, lot",
+            (location, *items),
+        ):
+            out.setdefault(item, []).append(LotBalance(lot, Decimal(qty)))
         return out
+
+    def save_carries(self, bucket: str, carries: dict[str, Carry]) -> None:
+        self.conn.executemany(
+            "INSERT INTO carries (bucket, item, exact, posted) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (bucket, item) DO UPDATE SET exact = excluded.exact,"
+            " posted = excluded.posted",
+            [(bucket, item, str(c.exact), str(c.posted)) for item, c in carries.items()],
+        )
 
     def save_carry(self, bucket: str, item: str, carry: Carry) -> None:
         self.conn.execute(

@@ -1,0 +1,223 @@
+"""paho-mqtt setup: protocol, persistent session, credentials, TLS, and readable connect errors.
+
+Secrets (the password) are read here and handed to paho only: they are kept out of reprs
+and never formatted into a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from lineside.agent.config import LoadedConfig, MqttConfig
+
+log = logging.getLogger("lineside.sync")
+PAHO_LOGGER = "lineside.sync.paho"
+# MQTT 5: how long the broker keeps our session (subscriptions, queued commands) while we
+# are away. A week covers a long weekend without the line.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class SyncSetupError(Exception):
+    """The MQTT settings cannot be used: an unreadable certificate, key or password file.
+
+    Start-up stops with this message; it names the file and the config key.
+    """
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    host: str
+    port: int
+    client_id: str
+    protocol: Literal["3.1.1", "5"]
+    keepalive_s: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+
+    @property
+    def where(self) -> str:
+        scheme = "mqtts" if self.ssl_context is not None else "mqtt"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+def settings_from(loaded: LoadedConfig, client_id: str | None = None) -> ClientSettings:
+    """Client settings from the config, with every file read now (fail at start-up)."""
+    mqtt_cfg = loaded.config.mqtt
+    password = None
+    if mqtt_cfg.password_file is not None:
+        password = read_password(loaded.resolve(mqtt_cfg.password_file))
+    context = None
+    if mqtt_cfg.tls is not None:
+        context = ssl_context(mqtt_cfg, loaded)
+    elif password is not None:
+        log.warning("mqtt: a password is configured without tls: it crosses the network in clear")
+    return ClientSettings(
+        host=mqtt_cfg.host,
+        port=mqtt_cfg.port,
+        client_id=client_id or loaded.config.gateway.id,
+        protocol=mqtt_cfg.protocol,
+        keepalive_s=mqtt_cfg.keepalive_s,
+        username=mqtt_cfg.username,
+        password=password,
+        ssl_context=context,
+    )
+
+
+def read_password(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SyncSetupError(
+            f"cannot read the MQTT password file {path} (mqtt.password_file): {_reason(exc)}"
+        ) from None
+    if not text:
+        raise SyncSetupError(f"the MQTT password file {path} (mqtt.password_file) is empty")
+    return text
+
+
+def ssl_context(cfg: MqttConfig, loaded: LoadedConfig) -> ssl.SSLContext:
+    """A verifying TLS context: the CA (or the system's), and the client certificate if any."""
+    tls = cfg.tls
+    assert tls is not None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if tls.ca_file is not None:
+        ca = _readable(loaded.resolve(tls.ca_file), "CA certificate", "mqtt.tls.ca_file")
+        try:
+            context.load_verify_locations(cafile=str(ca))
+        except ssl.SSLError as exc:
+            raise SyncSetupError(
+                f"the CA certificate {ca} (mqtt.tls.ca_file) is not a PEM certificate: "
+                f"{_reason(exc)}"
+            ) from None
+    if tls.key_file is not None and tls.cert_file is None:
+        raise SyncSetupError("mqtt.tls.key_file is set without mqtt.tls.cert_file")
+    if tls.cert_file is not None:
+        cert = _readable(loaded.resolve(tls.cert_file), "client certificate", "mqtt.tls.cert_file")
+        key = None
+        if tls.key_file is not None:
+            key = _readable(loaded.resolve(tls.key_file), "client key", "mqtt.tls.key_file")
+        try:
+            context.load_cert_chain(str(cert), None if key is None else str(key))
+        except (ssl.SSLError, OSError) as exc:
+            names = f"{cert}" if key is None else f"{cert} with key {key}"
+            raise SyncSetupError(
+                f"cannot use the client certificate {names} (mqtt.tls.cert_file/key_file):"
+                f" {_reason(exc)}"
+            ) from None
+    if tls.insecure:
+        # As paho's tls_insecure_set: the chain is still verified, the host name is not.
+        context.check_hostname = False
+    return context
+
+
+def _readable(path: Path, what: str, key: str) -> Path:
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise SyncSetupError(f"cannot read the {what} {path} ({key}): {_reason(exc)}") from None
+    return path
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+def new_client(
+    settings: ClientSettings,
+    *,
+    persistent: bool,
+    will: tuple[str, bytes] | None = None,
+    max_inflight: int = 20,
+) -> mqtt.Client:
+    """A fresh client; one per connection attempt, so nothing stale is re-sent behind our back."""
+    v5 = settings.protocol == "5"
+    kwargs: dict[str, Any] = {
+        "callback_api_version": CallbackAPIVersion.VERSION2,
+        "client_id": settings.client_id,
+        "protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        "reconnect_on_failure": False,
+    }
+    if not v5:
+        kwargs["clean_session"] = not persistent
+    client = mqtt.Client(**kwargs)
+    client.enable_logger(logging.getLogger(PAHO_LOGGER))
+    if settings.username is not None:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.ssl_context is not None:
+        client.tls_set_context(settings.ssl_context)
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
+    client.max_inflight_messages_set(max_inflight)
+    client.connect_timeout = 10.0
+    return client
+
+
+def start_connect(client: mqtt.Client, settings: ClientSettings, *, persistent: bool) -> None:
+    """Open the socket (TLS handshake included) and send CONNECT; raises OSError/ssl errors."""
+    if settings.protocol == "5":
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if persistent:
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+        client.connect(
+            settings.host,
+            settings.port,
+            settings.keepalive_s,
+            clean_start=not persistent,
+            properties=props,
+        )
+    else:
+        client.connect(settings.host, settings.port, settings.keepalive_s)
+
+
+def explain(error: BaseException | str, settings: ClientSettings) -> str:
+    """A connect failure as a person can act on it: what failed and which key to check."""
+    text = error if isinstance(error, str) else _reason(error) or type(error).__name__
+    where = settings.where
+    low = text.lower()
+    if "certificate_verify_failed" in low or "certificate verify failed" in low:
+        return (
+            f"TLS: the broker's certificate at {where} was not accepted ({text});"
+            " check mqtt.tls.ca_file and that mqtt.host matches the certificate"
+        )
+    if "certificate required" in low or "certificate_required" in low:
+        return (
+            f"TLS: the broker at {where} requires a client certificate ({text});"
+            " set mqtt.tls.cert_file and mqtt.tls.key_file"
+        )
+    if any(k in low for k in ("unknown ca", "unknown_ca", "bad certificate", "bad_certificate")):
+        return (
+            f"TLS: the broker at {where} refused our client certificate ({text});"
+            " check that mqtt.tls.cert_file is signed by a CA the broker trusts"
+        )
+    if "wrong version number" in low or "record layer failure" in low:
+        return f"TLS: {where} does not speak TLS on this port ({text}); check mqtt.port/mqtt.tls"
+    if isinstance(error, ConnectionRefusedError) or "refused" in low:
+        return f"cannot connect to the broker at {where}: {text}"
+    return f"cannot connect to the broker at {where}: {text}"
+
+
+def explain_refusal(reason: Any, settings: ClientSettings) -> str:
+    """A CONNACK that refused us."""
+    text = str(reason)
+    low = text.lower()
+    hint = ""
+    if "authori" in low or "user name" in low or "password" in low:
+        hint = "; check mqtt.username and mqtt.password_file"
+    elif "identifier" in low:
+        hint = "; check gateway.id (the client id)"
+    return f"the broker at {settings.where} refused the connection: {text}{hint}"

@@ -1,0 +1,503 @@
+"""Sync with the central broker: the runtime's one object for MQTT (see docs/mqtt.md).
+
+Two threads, both started by start():
+
+- lineside-sync owns the paho client and runs its network loop by hand (client.loop()),
+  publishing between loop calls. paho's callbacks therefore run on this thread, in
+  order, never concurrently with our publish() calls: an acknowledgement can never
+  overtake the mid it belongs to. A fresh client is made for every connection, so paho
+  never re-sends stale messages behind the publisher's back; the publisher itself resumes
+  from the first unacknowledged message.
+- lineside-sync-worker does everything that may block: commands through the Ledger,
+  stock snapshots and retention. It hands its replies back through a queue, and the sync
+  thread publishes them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import queue
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import paho.mqtt.client as mqtt
+
+from lineside import __version__
+from lineside.agent.config import LoadedConfig
+from lineside.agent.ledger.store import connect
+from lineside.agent.sync import payloads
+from lineside.agent.sync.client import (
+    ClientSettings,
+    SyncSetupError,
+    explain,
+    explain_refusal,
+    new_client,
+    settings_from,
+    start_connect,
+)
+from lineside.agent.sync.commands_in import (
+    MAX_COMMAND_BYTES,
+    CommandParser,
+    LedgerProtocol,
+    Outgoing,
+    handle,
+    sniff_request_id,
+)
+from lineside.agent.sync.outbox import OutboxStore
+from lineside.agent.sync.publisher import Publisher
+from lineside.agent.sync.status import prune, sync_status
+
+log = logging.getLogger("lineside.sync")
+
+Clock = Callable[[], datetime]
+LOOP_WAIT_S = 0.05  # how long one network loop call may wait: latency of replies and polls
+CONNACK_TIMEOUT_S = 15.0
+PRUNE_EVERY_S = 3600.0
+PRUNE_FIRST_S = 60.0
+TASK_QUEUE_MAX = 10_000
+# paho's own window sits above ours, leaving room for status, stock and replies.
+PAHO_INFLIGHT_EXTRA = 16
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Link:
+    """What paho's callbacks tell the sync thread about the current connection."""
+
+    connack: Any = None
+    session_present: bool = False
+    lost: bool = False
+    last_paho_error: str | None = None
+
+
+class Sync:
+    """Publishes the outbox, status and stock; takes commands; one instance per ledger.
+
+    ledger None runs a publisher only: no commands are subscribed, no stock is published.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        ledger: LedgerProtocol | None,
+        db_path: Path,
+        *,
+        clock: Clock = utc_now,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+        max_command_bytes: int = MAX_COMMAND_BYTES,
+        version: str = __version__,
+    ) -> None:
+        cfg = loaded.config
+        self.mqtt = cfg.mqtt
+        self.ledger = ledger
+        self.db_path = Path(db_path)
+        self.clock = clock
+        self.version = version
+        self.topics = payloads.Topics(cfg.mqtt.topic_prefix, cfg.gateway.site, cfg.gateway.id)
+        self.settings: ClientSettings = settings_from(loaded)  # raises SyncSetupError
+        self.parser = CommandParser(clock, max_bytes=max_command_bytes)
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = max(reconnect_max_s, reconnect_min_s)
+        self.last_error: str | None = None
+        self.reconnects = 0
+        self.commands = 0
+        self._connected = False
+        self._publisher: Publisher | None = None
+        self._stop = threading.Event()
+        self._stop_timeout_s = 5.0
+        self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue(TASK_QUEUE_MAX)
+        self._outgoing: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock_file: IO[bytes] | None = None
+        self._worker_conn: sqlite3.Connection | None = None
+        self._stock_pending = threading.Event()
+        self._last_stock: bytes | None = None
+        self._link = _Link()
+        self._other_mids: set[int] = set()
+
+    # -- public API ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the sync and worker threads; returns at once (the broker may be down)."""
+        if self._threads:
+            raise RuntimeError("Sync already started")
+        self._lock_file = _lock(self.db_path)
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._run, name="lineside-sync", daemon=True),
+            threading.Thread(target=self._work, name="lineside-sync-worker", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Publish offline status, give in-flight messages up to timeout_s, disconnect."""
+        if not self._threads:
+            return
+        self._stop_timeout_s = timeout_s
+        self._stop.set()
+        sync_thread, worker = self._threads
+        sync_thread.join(timeout_s + CONNACK_TIMEOUT_S)
+        self._tasks.put(None)
+        worker.join(timeout_s + 5)
+        if sync_thread.is_alive() or worker.is_alive():
+            log.warning("sync threads did not stop within %.1f s", timeout_s)
+        self._threads = []
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def last_ack_ts(self) -> datetime | None:
+        return None if self._publisher is None else self._publisher.last_ack_ts
+
+    def counters(self) -> dict[str, int]:
+        """Monotonic counts for metrics."""
+        p = self._publisher.counters if self._publisher is not None else None
+        return {
+            "messages_published": p.messages if p else 0,
+            "transactions_published": p.transactions if p else 0,
+            "alerts_published": p.alerts if p else 0,
+            "acks": p.acks if p else 0,
+            "resent_messages": p.resent if p else 0,
+            "reconnects": self.reconnects,
+            "commands": self.commands,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """sync_status of the ledger plus the live link, for `lineside status` and metrics."""
+        conn = connect(self.db_path)
+        try:
+            data = sync_status(conn, self.clock())
+        finally:
+            conn.close()
+        return {**data, "connected": self.connected, "last_error": self.last_error,
+                **self.counters()}
+
+    # -- sync thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        conn = connect(self.db_path)
+        # Short: the network loop must not sit behind a long ledger write; a busy ledger
+        # only delays recording acks (retried), it never loses one.
+        conn.execute("PRAGMA busy_timeout = 2000")
+        store = OutboxStore(conn, self.topics.gateway, self.mqtt.batch_max)
+        publisher = Publisher(store, self.topics, self.mqtt.inflight_max, self.clock)
+        self._publisher = publisher
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                client = self._open()
+                if client is None:
+                    failures += 1
+                    self._stop.wait(self._backoff(failures))
+                    continue
+                if failures:
+                    log.info("connected to %s after %d failed attempts", self.settings.where,
+                             failures)
+                failures = 0
+                self._session(client, publisher)
+                if not self._stop.is_set():
+                    self.reconnects += 1
+                    self._stop.wait(self._backoff(1))
+        except Exception:
+            log.exception("the sync thread failed; publishing stopped")
+            self.last_error = "sync thread failed (see log)"
+        finally:
+            self._connected = False
+            publisher.flush(force=True)
+            conn.close()
+
+    def _backoff(self, failures: int) -> float:
+        delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(failures - 1, 16))
+        return float(delay * random.uniform(0.8, 1.2))  # many gateways: do not reconnect in step
+
+    def _open(self) -> mqtt.Client | None:
+        """Connect and wait for the CONNACK; None (with last_error set and logged) on failure."""
+        self._link = _Link()
+        will = (self.topics.status, payloads.status_will(self.version))
+        client = new_client(self.settings, persistent=True, will=will,
+                            max_inflight=self.mqtt.inflight_max + PAHO_INFLIGHT_EXTRA)
+        self._wire(client)
+        try:
+            start_connect(client, self.settings, persistent=True)
+        except (OSError, ValueError) as exc:
+            self._failed(explain(exc, self.settings))
+            return None
+        deadline = time.monotonic() + CONNACK_TIMEOUT_S
+        while self._link.connack is None:
+            rc = client.loop(LOOP_WAIT_S)
+            if rc != mqtt.MQTT_ERR_SUCCESS or time.monotonic() > deadline or self._stop.is_set():
+                reason = self._link.last_paho_error or "the broker closed the connection"
+                self._failed(explain(reason, self.settings))
+                _close(client)
+                return None
+        if self._link.connack.is_failure:
+            self._failed(explain_refusal(self._link.connack, self.settings))
+            _close(client)
+            return None
+        return client
+
+    def _failed(self, message: str) -> None:
+        if message != self.last_error:
+            log.error("%s; retrying", message)
+        else:
+            log.debug("%s; retrying", message)
+        self.last_error = message
+
+    def _wire(self, client: mqtt.Client) -> None:
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_log = self._on_log
+
+    def _session(self, client: mqtt.Client, publisher: Publisher) -> None:
+        self._connected = True
+        self.last_error = None
+        log.info("connected to %s as %s (session %s)", self.settings.where,
+                 self.settings.client_id, "resumed" if self._link.session_present else "new")
+        transport = _Transport(client)
+        self._other_mids.clear()
+        publisher.reset()
+        self._publish(transport, Outgoing(self.topics.status,
+                                          payloads.status_online(self.version, self.clock()),
+                                          retain=True))
+        if self.ledger is not None:
+            client.subscribe(self.topics.cmd_filter, qos=1)
+        stock = _StockWatch(force=True)
+        next_prune = time.monotonic() + PRUNE_FIRST_S
+        try:
+            while not self._stop.is_set():
+                if client.loop(LOOP_WAIT_S) != mqtt.MQTT_ERR_SUCCESS:
+                    log.warning("lost the connection to %s: %s", self.settings.where,
+                                self._link.last_paho_error or "closed")
+                    return
+                publisher.flush()
+                if publisher.store.data_changed():
+                    publisher.poke()
+                    stock.check(publisher.store.conn)
+                self._drain_outgoing(transport)
+                publisher.pump(transport)
+                self._maybe_stock(stock)
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY_S
+                    self._submit(self._prune)
+            self._shutdown(client, transport, publisher)
+        finally:
+            self._connected = False
+            _close(client)
+
+    def _shutdown(self, client: mqtt.Client, transport: _Transport, publisher: Publisher) -> None:
+        """Clean stop: replies out, offline status, in-flight messages acked, DISCONNECT."""
+        self._drain_outgoing(transport)
+        offline = payloads.status_offline(self.version, self.clock())
+        self._publish(transport, Outgoing(self.topics.status, offline, retain=True))
+        deadline = time.monotonic() + self._stop_timeout_s
+        while (publisher.inflight or self._other_mids) and time.monotonic() < deadline:
+            if client.loop(LOOP_WAIT_S) != mqtt.MQTT_ERR_SUCCESS:
+                break
+        publisher.flush(force=True)
+        if publisher.inflight:
+            log.warning("stopped with %d messages unacknowledged: they are sent again at the"
+                        " next start", publisher.inflight)
+        client.disconnect()
+        log.info("disconnected from %s", self.settings.where)
+
+    def _publish(self, transport: _Transport, out: Outgoing) -> None:
+        self._other_mids.add(transport.publish(out.topic, out.payload, out.qos, out.retain))
+
+    def _drain_outgoing(self, transport: _Transport) -> None:
+        while True:
+            try:
+                out = self._outgoing.get_nowait()
+            except queue.Empty:
+                return
+            self._publish(transport, out)
+
+    def _maybe_stock(self, stock: _StockWatch) -> None:
+        if self.ledger is None or not stock.dirty or self._stock_pending.is_set():
+            return
+        interval = float(self.mqtt.stock_interval_s)
+        if time.monotonic() - stock.last_sent < interval:
+            return
+        force = stock.force
+        stock.sent()
+        self._stock_pending.set()
+        self._submit(lambda: self._publish_stock(force))
+
+    # -- paho callbacks (sync thread, inside client.loop) -------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        self._link.connack = reason
+        self._link.session_present = bool(getattr(flags, "session_present", False))
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        self._link.lost = True
+        if reason is not None and getattr(reason, "is_failure", False):
+            self._link.last_paho_error = str(reason)
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        ok = not getattr(reason, "is_failure", False)
+        publisher = self._publisher
+        if publisher is not None and publisher.on_ack(mid, ok, str(reason)):
+            return
+        self._other_mids.discard(mid)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any,
+                      properties: Any) -> None:
+        refused = [str(c) for c in codes if getattr(c, "is_failure", False)]
+        if refused:
+            log.error("the broker refused our subscription to %s (%s): commands will not"
+                      " arrive; check the broker's ACL", self.topics.cmd_filter,
+                      ", ".join(refused))
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            self._link.last_paho_error = text
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        topic = message.topic
+        if not topic.startswith(self.topics.cmd_prefix):
+            return
+        name = topic[len(self.topics.cmd_prefix):]
+        payload = bytes(message.payload)
+        self.commands += 1
+        if not self._submit(lambda: self._run_command(name, payload)):
+            request_id = sniff_request_id(payload)
+            if request_id is not None:
+                self._outgoing.put(Outgoing(self.topics.reply(name), payloads.reply(
+                    request_id, False, "the gateway is busy: try again later")))
+
+    # -- worker thread -----------------------------------------------------------------------
+    def _submit(self, task: Callable[[], None]) -> bool:
+        try:
+            self._tasks.put_nowait(task)
+        except queue.Full:
+            log.warning("sync worker queue full (%d tasks): dropping a task", TASK_QUEUE_MAX)
+            return False
+        return True
+
+    def _work(self) -> None:
+        try:
+            while True:
+                task = self._tasks.get()
+                if task is None:
+                    return
+                try:
+                    task()
+                except Exception:  # a task never ends the worker (invariant 7)
+                    log.exception("sync worker task failed")
+        finally:
+            if self._worker_conn is not None:
+                self._worker_conn.close()
+
+    def _run_command(self, name: str, payload: bytes) -> None:
+        assert self.ledger is not None
+        out = handle(self.parser.parse(name, payload), self.ledger, self.topics)
+        if out is not None:
+            self._outgoing.put(out)
+
+    def _publish_stock(self, force: bool) -> None:
+        try:
+            assert self.ledger is not None
+            balances = self.ledger.stock_snapshot()
+            body = payloads.dumps(balances)
+            if force or body != self._last_stock:
+                self._last_stock = body
+                payload = payloads.stock(self.topics.gateway, self.clock(), balances)
+                self._outgoing.put(Outgoing(self.topics.stock, payload, retain=True))
+        finally:
+            self._stock_pending.clear()
+
+    def _prune(self) -> None:
+        if self._worker_conn is None:
+            self._worker_conn = connect(self.db_path)
+        prune(self._worker_conn, self.mqtt.retention_days, self.clock())
+
+
+class _StockWatch:
+    """Whether the balances may have changed since the last P/stock (journal grew)."""
+
+    def __init__(self, force: bool) -> None:
+        self.force = force
+        self.dirty = True
+        self.last_sent = -1e18
+        self._journal_seq: int | None = None
+
+    def check(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT MAX(seq) FROM journal").fetchone()
+        seq = None if row is None else row[0]
+        if seq != self._journal_seq:
+            self._journal_seq = seq
+            self.dirty = True
+
+    def sent(self) -> None:
+        self.dirty = self.force = False
+        self.last_sent = time.monotonic()
+
+
+class _Transport:
+    def __init__(self, client: mqtt.Client) -> None:
+        self.client = client
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+        # rc may be MQTT_ERR_NO_CONN: the loop reports the lost link next, and the
+        # publisher sends the message again on the next connection.
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return int(info.mid)
+
+
+def _close(client: mqtt.Client) -> None:
+    """Close the client's socket and its wake-up socket pair now.
+
+    paho closes the pair only in __del__ or reinitialise(); closing it here keeps a
+    gateway that reconnects for weeks from leaking file descriptors.
+    """
+    reset = getattr(client, "_reset_sockets", None)
+    try:
+        if callable(reset):
+            reset()
+        else:
+            sock = client.socket()
+            if sock is not None:
+                sock.close()
+    except OSError:
+        pass
+
+
+def _lock(db_path: Path) -> IO[bytes]:
+    """One publisher per ledger: a second would interleave seqs."""
+    path = db_path.with_name(db_path.name + ".sync.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise SyncSetupError(
+            f"another lineside process is already syncing {db_path} (lock {path} is held)"
+        ) from None
+    os.set_inheritable(handle.fileno(), False)
+    return handle
+
+
+__all__ = ["Sync", "SyncSetupError", "utc_now"]
