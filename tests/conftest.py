@@ -7,10 +7,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from lineside.agent.bootstrap import open_ledger
 from lineside.agent.config import LoadedConfig, load
 from lineside.agent.handlers import Ledger
+
+# Tests never fail on wall-clock time: no per-example deadline, even on a loaded machine.
+settings.register_profile(
+    "lineside", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("lineside")
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
