@@ -278,13 +278,17 @@ class RejectionLog:
         self._counts[rejection.reason] += 1
         self._bytes += rejection.size
 
-    def flush(self, now: float | None = None) -> None:
-        """Log the summary of a finished interval; call it on every read so summaries come out."""
+    def flush(self, now: float | None = None, *, force: bool = False) -> None:
+        """Log the summary of a finished interval (or, with force, of the current one).
+
+        Call it on every read so summaries come out, and with force on disconnect and
+        stop so no count is lost.
+        """
         if self._window_start is None:
             return
         now = self._monotonic() if now is None else now
         elapsed = now - self._window_start
-        if elapsed < self._interval:
+        if elapsed < self._interval and not force:
             return
         if self._counts:
             detail = ", ".join(f"{reason} {n}" for reason, n in sorted(self._counts.items()))
@@ -398,6 +402,7 @@ class LineDeviceLoop:
             dropped = self._splitter.reset()
             if dropped is not None:
                 self._rejections.record(dropped)
+            self._rejections.flush(force=True)
 
     def _read_lines(self, port: Any, stop: StopFlag, emit: Emit) -> None:
         while not stop.is_set():

@@ -115,6 +115,8 @@ class PtyEndpoint:
         with self._lock:
             if self._master is not None:
                 return
+            if self._link is not None:
+                _check_link_is_ours(self._link)
             master, slave = os.openpty()
             # raw before anyone opens it: no echo back to the master, no CR→LF mapping
             tty.setraw(slave)
@@ -147,6 +149,16 @@ class PtyEndpoint:
 
     def close(self) -> None:
         self.unplug()
+
+
+def _check_link_is_ours(link: Path) -> None:
+    """Never replace a real device, or a symlink to one (/dev/serial/by-id/…), with a pty."""
+    if link.is_symlink():
+        target = os.readlink(link)
+        if not target.startswith("/dev/pts/"):
+            raise ValueError(f"{link} links to {target}, not a simulator's pty: not replacing it")
+    elif link.exists():
+        raise ValueError(f"{link} exists and is not a simulator's link: not replacing it")
 
 
 def _replace_symlink(link: Path, target: str) -> None:
