@@ -92,6 +92,14 @@ class PutBom(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Notice(Command):
+    """An alert that changes no stock (a device went down, a scan was refused)."""
+
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Result:
     """What a handler answers; ok False carries a message for a person."""
 

@@ -124,7 +124,8 @@ class MeterConfig(Model):
 
 
 class HealthConfig(Model):
-    listen: str = "127.0.0.1:9750"
+    listen: str = Field(default="127.0.0.1:9750", pattern=r"^[^:\s]*:\d{1,5}$")
+    broker_down_after_s: int = Field(default=120, ge=1, le=86_400)
 
 
 class LogConfig(Model):

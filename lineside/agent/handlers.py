@@ -22,6 +22,7 @@ from lineside.agent.commands import (
     Count,
     CounterReading,
     MeterReading,
+    Notice,
     PutBom,
     PutItem,
     Receive,
@@ -100,6 +101,7 @@ class Ledger:
             Reverse: self._reverse,
             PutItem: self._put_item,
             PutBom: self._put_bom,
+            Notice: self._notice,
         }
 
     # -- entry point ---------------------------------------------------------------------
@@ -152,7 +154,7 @@ class Ledger:
         except Rejected as exc:
             return Result(ok=False, error=str(exc), refused=isinstance(exc, Refused))
         posted = tuple(uow.posted[start_posted:])
-        if not isinstance(command, CounterReading | MeterReading):
+        if not isinstance(command, CounterReading | MeterReading | Notice):
             reply = json.dumps({"ok": True, "transactions": [t["id"] for t in posted]})
             uow.remember(command.key, type(command).__name__, command.ts, reply)
         return Result(ok=True, transactions=posted, alerts=tuple(uow.alerts[start_alerts:]))
@@ -165,8 +167,8 @@ class Ledger:
 
     @property
     def master(self) -> MasterData:
-        with self._lock, UnitOfWork(self.conn) as uow:
-            self._refresh_master(uow)
+        with self._lock:
+            self._refresh_master()
             return self._master
 
     def _unchanged_reading(self, command: Command) -> bool:
@@ -175,8 +177,10 @@ class Ledger:
             return False
         return self._last_value.get(command.point, "\0") == str(command.value)
 
-    def _refresh_master(self, uow: UnitOfWork) -> None:
-        version = uow.meta("master_version") or "0"
+    def _refresh_master(self, uow: UnitOfWork | None = None) -> None:
+        """Rebuild master data when item.put / bom.put (from any process) changed it."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'master_version'").fetchone()
+        version = row[0] if row else "0"
         if version != self._master_version:
             self._master = masterdata.build(self.config, masterdata.read_overlays(self.conn))
             self._master_version = version
@@ -385,6 +389,23 @@ class Ledger:
         self._post_moves(uow, moves, posting)
         if short is not None:
             self._negative_alert(uow, item.code, wc.location, ts, event, short.missing)
+
+    def stock_snapshot(self) -> list[dict[str, Any]]:
+        """Current balances (used-up lots left out), as P/stock and `stock --json` give them."""
+        from lineside.agent.reports import stock
+
+        with self._lock:
+            return stock(self.conn, self.master)
+
+    def _notice(self, uow: UnitOfWork, cmd: Notice) -> None:
+        uow.alert(cmd.kind, cmd.ts, **cmd.fields)
+
+    def reconfigure(self, config: LinesideConfig) -> None:
+        """A reloaded config: new points and master data from the next command on."""
+        with self._lock:
+            self.config = config
+            self.points = point_map(config)
+            self._master_version = None
 
     # -- stock ---------------------------------------------------------------------------
     def _receive(self, uow: UnitOfWork, cmd: Receive) -> None:
