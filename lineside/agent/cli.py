@@ -19,7 +19,9 @@ from lineside.agent.commands import (
     Command,
     Complete,
     Count,
+    DiscardHeld,
     Receive,
+    ReleaseHeld,
     Result,
     Reverse,
     StartOrder,
@@ -193,9 +195,23 @@ def _add_report(p: argparse.ArgumentParser) -> None:
 
 
 def _add_held(p: argparse.ArgumentParser) -> None:
-    _config_option(p)
-    p.add_argument("--all", action="store_true", help="also the ones already posted")
-    _json_option(p)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    sub.required = True
+    listing = sub.add_parser("list", help="events waiting (held) and why")
+    _config_option(listing)
+    listing.add_argument("--all", action="store_true", help="also the ones posted or discarded")
+    _json_option(listing)
+    release = sub.add_parser("release", help="post a held event a person has checked")
+    _config_option(release)
+    release.add_argument("held_id", metavar="ID", type=count_arg, help="id from `held list`")
+    _request_option(release)
+    _json_option(release)
+    discard = sub.add_parser("discard", help="drop a held event, saying why (kept on record)")
+    _config_option(discard)
+    discard.add_argument("held_id", metavar="ID", type=count_arg, help="id from `held list`")
+    discard.add_argument("--reason", required=True, help="why it is dropped")
+    _request_option(discard)
+    _json_option(discard)
 
 
 # -- running commands --------------------------------------------------------------------
@@ -231,6 +247,8 @@ def _report_result(args: argparse.Namespace, result: Result) -> int:
                 "error": result.error,
                 "duplicate": result.duplicate,
                 "transactions": list(result.transactions),
+                "transaction_ids": [t["id"] for t in result.transactions]
+                or result.detail.get("transactions", []),
                 "alerts": list(result.alerts),
             }
         )
@@ -425,6 +443,14 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _run_held(args: argparse.Namespace) -> int:
+    if args.action == "release":
+        key = _key(args, "cli-held-release")
+        return _apply(args, ReleaseHeld(key=key, ts=utc_now(), held_id=args.held_id))
+    if args.action == "discard":
+        key = _key(args, "cli-held-discard")
+        return _apply(
+            args, DiscardHeld(key=key, ts=utc_now(), held_id=args.held_id, reason=args.reason)
+        )
     ledger = _ledger(args)
     sql = "SELECT id, ts, work_center, status, reason, command FROM held"
     sql += "" if args.all else " WHERE status = 'held'"
@@ -437,7 +463,7 @@ def _run_held(args: argparse.Namespace) -> int:
                 "ts": r["ts"],
                 "work_center": r["work_center"],
                 "item": command.get("item") or None,
-                "units": command.get("units"),
+                "units": command.get("units", command.get("qty")),
                 "role": command.get("role"),
                 "status": r["status"],
                 "reason": r["reason"],
@@ -450,6 +476,62 @@ def _run_held(args: argparse.Namespace) -> int:
             render(data, ("id", "ts", "work_center", "item", "role", "units", "status", "reason"))
         )
     return EXIT_OK
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    _config_option(p)
+
+
+def _add_status(p: argparse.ArgumentParser) -> None:
+    _config_option(p)
+    _json_option(p)
+
+
+def _add_tail(p: argparse.ArgumentParser) -> None:
+    _config_option(p)
+    p.add_argument("--count", type=count_arg, help="stop after N messages (any topic)")
+    p.add_argument("--timeout", type=decimal_arg, help="stop after this many seconds")
+    _json_option(p)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from lineside.agent.daemon import StartupError, run
+
+    loaded = _load(args)
+    try:
+        return run(loaded)
+    except StartupError as exc:
+        print(f"lineside: cannot start: {exc}", file=sys.stderr)
+        return EXIT_OTHER
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from lineside.agent.status import gather, render_status
+
+    loaded = _load(args)
+    ledger = open_ledger(loaded)
+    data = gather(loaded, ledger, utc_now())
+    if args.json:
+        _print_json(data)
+    else:
+        print(render_status(data))
+    return EXIT_OK
+
+
+def _run_tail(args: argparse.Namespace) -> int:
+    from lineside.agent.sync.tail import tail_main
+
+    timeout = None if args.timeout is None else float(args.timeout)
+    return tail_main(_load(args), args.json, args.count, timeout)
+
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seconds", type=decimal_arg, help="stop by itself after this long")
+    p.add_argument(
+        "--story",
+        action="store_true",
+        help="print the backflush story on a throw-away ledger and exit",
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -471,8 +553,11 @@ COMMANDS: dict[str, tuple[str, Adder]] = {
     "order": ("start, close or list production orders", _add_order),
     "reverse": ("post the exact opposite of a transaction, once", _add_reverse),
     "report": ("journal entries, variance, count accuracy, genealogy", _add_report),
-    "held": ("events waiting for stock, master data or a person", _add_held),
-    "demo": ("run a self-contained demo (no hardware, no broker)", lambda p: None),
+    "held": ("list, release or discard events waiting for stock, data or a person", _add_held),
+    "run": ("run the agent: poll devices, backflush, sync (the systemd service)", _add_run),
+    "status": ("devices, orders, held events, outbox backlog and broker at a glance", _add_status),
+    "tail": ("subscribe as a central system would and check what arrives", _add_tail),
+    "demo": ("run the agent on built-in simulators with a local broker, live", _add_demo),
 }
 
 RUNNERS: dict[str, Runner] = {
@@ -486,6 +571,9 @@ RUNNERS: dict[str, Runner] = {
     "reverse": _run_reverse,
     "report": _run_report,
     "held": _run_held,
+    "run": _run_run,
+    "status": _run_status,
+    "tail": _run_tail,
     "demo": _run_demo,
 }
 
@@ -505,6 +593,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return EXIT_OTHER
+    except BrokenPipeError:  # `lineside tx | head`: the reader has gone, which is fine
+        sys.stderr.close()
+        return EXIT_OK
     except Exception as exc:
         print(f"lineside: error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         if os.environ.get("LINESIDE_DEBUG"):

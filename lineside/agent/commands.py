@@ -92,6 +92,21 @@ class PutBom(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReleaseHeld(Command):
+    """A person looked at a held event and posts it (an implausible jump that was real)."""
+
+    held_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscardHeld(Command):
+    """A person looked at a held event and drops it, saying why (kept in the ledger)."""
+
+    held_id: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Notice(Command):
     """An alert that changes no stock (a device went down, a scan was refused)."""
 

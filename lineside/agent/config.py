@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from lineside.agent.yamlsource import KeyPath, Source, format_path, parse
 from lineside.drivers.dosing import AsciiMeterConfig
-from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig
+from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_conflicts
 from lineside.drivers.scanner import SerialScannerConfig
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -45,6 +46,12 @@ class MqttConfig(Model):
     tls: TlsConfig | None = None
     topic_prefix: str = "lineside/v1"
     protocol: Literal["3.1.1", "5"] = "3.1.1"
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_number(cls, value: object) -> object:
+        return str(value) if isinstance(value, int | float | Decimal) else value
+
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     batch_max: int = Field(default=100, ge=1, le=10_000)
     inflight_max: int = Field(default=20, ge=1, le=1000)
@@ -229,13 +236,13 @@ _ENTRY_SECTIONS = ("items", "boms", "work_centers", "meters", "devices")
 
 def _validate_sections(
     name: str, source: Source, data: dict[str, Any], errors: list[ConfigError]
-) -> tuple[LinesideConfig, set[str]]:
+) -> tuple[LinesideConfig, dict[str, set[str]]]:
     """Validate entry by entry so that one bad entry does not hide the others' errors.
 
     Returns a config of the valid parts and the names of entries that failed, which
     the cross-reference check treats as known (their own errors are already reported).
     """
-    invalid: set[str] = set()
+    invalid: dict[str, set[str]] = {section: set() for section in _ENTRY_SECTIONS}
     checked: dict[str, Any] = {}
     for key in data:
         if key not in LinesideConfig.model_fields:
@@ -253,7 +260,7 @@ def _validate_sections(
                 try:
                     good[entry] = TypeAdapter(entry_type).validate_python(value)
                 except ValidationError as exc:
-                    invalid.add(entry)
+                    invalid[field].add(entry)
                     errors.extend(
                         _from_pydantic(name, source, e, (field, entry)) for e in exc.errors()
                     )
@@ -282,6 +289,11 @@ def _entry_type(field: str) -> Any:
     }[field]
 
 
+_PATTERN_HELP = {
+    TOPIC_SAFE: "use letters, digits, '-' and '_' only (it becomes an MQTT topic segment)",
+    NAME: "use letters, digits, '.', '-' and '_' only, starting with a letter or digit",
+    r"^[^:\s]*:\d{1,5}$": "write it as HOST:PORT, e.g. 127.0.0.1:9750",
+}
 _UNKNOWN = "unknown key (check the spelling; see docs/configuration.md)"
 
 
@@ -308,6 +320,8 @@ def _from_pydantic(name: str, source: Source, err: Any, prefix: KeyPath = ()) ->
         loc = (*loc, "driver")
     elif err["type"] == "union_tag_not_found":
         message = "a device needs 'driver': modbus_tcp, modbus_rtu, serial_scanner or ascii_meter"
+    elif err["type"] == "string_pattern_mismatch":
+        message = _PATTERN_HELP.get(str(err.get("ctx", {}).get("pattern")), message)
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     return ConfigError(name, source.line_of(loc), format_path(loc), message)
@@ -318,15 +332,21 @@ def _is_union_tag(part: Any) -> bool:
 
 
 def check_references(
-    config: LinesideConfig, invalid: set[str] | frozenset[str] = frozenset()
+    config: LinesideConfig, invalid: Mapping[str, set[str]] | None = None
 ) -> tuple[list[tuple[KeyPath, str]], list[str]]:
     """Cross-references no single field can check: items, cycles, device points, stages.
 
-    Names in invalid failed their own validation: references to them are not reported again.
+    invalid names, per section, the entries that failed their own validation: references
+    to them are not reported again.
     """
+    invalid = (
+        {section: set(invalid.get(section, ())) for section in _ENTRY_SECTIONS}
+        if invalid
+        else {section: set() for section in _ENTRY_SECTIONS}
+    )
     problems: list[tuple[KeyPath, str]] = []
     warnings: list[str] = []
-    items = _Known(config.items, invalid)
+    items = _Known(config.items, invalid["items"])
     for parent, bom in config.boms.items():
         if parent not in items:
             problems.append((("boms", parent), f"BOM for unknown item {parent!r}"))
@@ -339,8 +359,13 @@ def check_references(
             elif _is_phantom(config, comp.item) and comp.item not in config.boms:
                 problems.append((where, f"phantom item {comp.item!r} has no BOM to explode"))
     for start, cycle in _phantom_cycles(config):
-        problems.append((("boms", start), f"phantom cycle: {' -> '.join(cycle)}"))
-    bad_devices = {name for name in invalid if name not in config.devices}
+        if len(cycle) > 2 or cycle[0] != cycle[-1] or _is_phantom(config, start):
+            problems.append((("boms", start), f"phantom cycle: {' -> '.join(cycle)}"))
+    if not invalid["work_centers"]:  # an invalid work center's stages are unknown
+        problems += _stage_problems(config)
+    problems += _gtin_problems(config)
+    problems += _rtu_problems(config)
+    bad_devices = invalid["devices"]
     points = {
         f"{dev}.{point}": dev for dev, cfg in config.devices.items() for point in cfg.point_names()
     }
@@ -373,13 +398,54 @@ def check_references(
         point_ref(meter.point, (*base, "point"))
         if meter.item not in items:
             problems.append(((*base, "item"), f"unknown item {meter.item!r}"))
-        if meter.work_center not in config.work_centers and meter.work_center not in invalid:
+        if meter.work_center not in set(config.work_centers) | invalid["work_centers"]:
             problems.append(((*base, "work_center"), f"unknown work center {meter.work_center!r}"))
     for name, dev in config.devices.items():
         wc_ref = getattr(dev, "work_center", None)
-        if wc_ref is not None and wc_ref not in config.work_centers and wc_ref not in invalid:
+        if wc_ref is not None and wc_ref not in set(config.work_centers) | invalid["work_centers"]:
             problems.append((("devices", name, "work_center"), f"unknown work center {wc_ref!r}"))
     return problems, warnings
+
+
+def _stage_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
+    """A BOM line's stage must be a stage some work center counts, or it is never flushed."""
+    stages = {stage for wc in config.work_centers.values() for stage in wc.stages}
+    out: list[tuple[KeyPath, str]] = []
+    for parent, bom in config.boms.items():
+        for index, comp in enumerate(bom.components):
+            if comp.stage is not None and comp.stage not in stages:
+                known = ", ".join(sorted(stages)) or "none: add stages: to a work center"
+                out.append(
+                    (
+                        ("boms", parent, "components", index, "stage"),
+                        f"no work center counts stage {comp.stage!r} (known: {known});"
+                        " this component would never be flushed",
+                    )
+                )
+    return out
+
+
+def _gtin_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
+    owner: dict[str, str] = {}
+    out: list[tuple[KeyPath, str]] = []
+    for code, item in config.items.items():
+        if item.gtin is None:
+            continue
+        if item.gtin in owner:
+            out.append(
+                (
+                    ("items", code, "gtin"),
+                    f"GTIN {item.gtin} is also item {owner[item.gtin]}'s: a scan must mean"
+                    " one item",
+                )
+            )
+        owner.setdefault(item.gtin, code)
+    return out
+
+
+def _rtu_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
+    rtu = {n: d for n, d in config.devices.items() if isinstance(d, ModbusRtuConfig)}
+    return [(("devices", c.device, c.key), c.message) for c in rtu_port_conflicts(rtu)]
 
 
 def _is_phantom(config: LinesideConfig, code: str) -> bool:
@@ -390,7 +456,7 @@ def _is_phantom(config: LinesideConfig, code: str) -> bool:
 class _Known(dict[str, ItemConfig]):
     """Valid items, where names of invalid entries also count as known (never phantom)."""
 
-    def __init__(self, items: dict[str, ItemConfig], invalid: set[str] | frozenset[str]) -> None:
+    def __init__(self, items: dict[str, ItemConfig], invalid: set[str]) -> None:
         super().__init__(items)
         self._invalid = invalid
 

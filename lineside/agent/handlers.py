@@ -21,6 +21,7 @@ from lineside.agent.commands import (
     Complete,
     Count,
     CounterReading,
+    DiscardHeld,
     MeterReading,
     Notice,
     PutBom,
@@ -28,6 +29,7 @@ from lineside.agent.commands import (
     Receive,
     Refused,
     Rejected,
+    ReleaseHeld,
     Result,
     Reverse,
     StartOrder,
@@ -102,6 +104,8 @@ class Ledger:
             PutItem: self._put_item,
             PutBom: self._put_bom,
             Notice: self._notice,
+            ReleaseHeld: self._release_held,
+            DiscardHeld: self._discard_held,
         }
 
     # -- entry point ---------------------------------------------------------------------
@@ -192,6 +196,11 @@ class Ledger:
             raise Rejected("good and scrap must be 0 or more")
         if cmd.stage is not None and cmd.stage not in wc.stages:
             raise Rejected(f"work center {wc.code} has no stage {cmd.stage!r}")
+        if cmd.stage is not None and cmd.scrap:
+            raise Rejected(
+                "scrap is reported without --stage: scrapped units consume the"
+                " components of the good counter"
+            )
         cause = cmd.cause or cmd.key
         if cmd.stage is not None:
             self._produce(uow, wc, f"stage:{cmd.stage}", cmd.good, cmd.key, cause, cmd.ts)
@@ -363,8 +372,22 @@ class Ledger:
                 "counter_reset", cmd.ts, point=cmd.point, last=str(last), value=str(cmd.value)
             )
         if delta.kind == "implausible":
+            command = {
+                "type": "measured",
+                "work_center": meter.work_center,
+                "item": meter.item,
+                "qty": str(delta.delta),
+                "event": event,
+            }
+            reason = f"implausible meter jump of {delta.delta} (above max_delta)"
+            held_id = uow.hold(event, cmd.ts, meter.work_center, reason, command)
             uow.alert(
-                "implausible_delta", cmd.ts, point=cmd.point, qty=str(delta.delta), event=event
+                "implausible_delta",
+                cmd.ts,
+                held_id=held_id,
+                point=cmd.point,
+                qty=str(delta.delta),
+                event=event,
             )
             return
         if not delta.counts:
@@ -396,6 +419,60 @@ class Ledger:
 
         with self._lock:
             return stock(self.conn, self.master)
+
+    def _release_held(self, uow: UnitOfWork, cmd: ReleaseHeld) -> None:
+        command = self._open_held(uow, cmd.held_id)
+        kind = command.get("type")
+        if kind == "implausible":
+            wc = self._work_center(command["work_center"])
+            self._produce(
+                uow,
+                wc,
+                command["role"],
+                int(command["units"]),
+                command["event"],
+                f"{command['event']} released by hand",
+                cmd.ts,
+            )
+        elif kind == "measured":
+            self._post_measured(
+                uow,
+                command["work_center"],
+                command["item"],
+                Decimal(command["qty"]),
+                command["event"],
+                cmd.ts,
+            )
+        elif kind == "production" and command.get("item"):
+            fields = {k: v for k, v in command.items() if k != "type"}
+            reason = self._post_production(uow, Production(**fields), cmd.ts, may_hold=False)
+            if reason is not None:
+                raise Refused(f"held event {cmd.held_id} still cannot post: {reason}")
+        else:
+            raise Refused(
+                f"held event {cmd.held_id} names no item: discard it and report the"
+                " production again once the work center has an order or item"
+            )
+        uow.resolve_held(cmd.held_id, "posted", cmd.ts)
+
+    def _discard_held(self, uow: UnitOfWork, cmd: DiscardHeld) -> None:
+        self._open_held(uow, cmd.held_id)
+        if not cmd.reason.strip():
+            raise Rejected("say why the event is discarded (--reason)")
+        uow.resolve_held(cmd.held_id, "discarded", cmd.ts)
+        uow.resolve_held(cmd.held_id, "discarded", cmd.ts, reason=f"discarded: {cmd.reason}")
+
+    @staticmethod
+    def _open_held(uow: UnitOfWork, held_id: int) -> dict[str, Any]:
+        row = uow.conn.execute(
+            "SELECT status, command FROM held WHERE id = ?", (held_id,)
+        ).fetchone()
+        if row is None:
+            raise Rejected(f"no held event {held_id}")
+        if row[0] != "held":
+            raise Refused(f"held event {held_id} is already {row[0]}")
+        command: dict[str, Any] = json.loads(row[1])
+        return command
 
     def _notice(self, uow: UnitOfWork, cmd: Notice) -> None:
         uow.alert(cmd.kind, cmd.ts, **cmd.fields)

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from lineside.agent.commands import Command, CounterReading, MeterReading, Receive, StartOrder
 from lineside.agent.points import PointMap
-from lineside.agent.scans import LotReceipt, OrderStart, interpret_scan
+from lineside.agent.scans import UNIT_OF_AI, LotReceipt, OrderStart, interpret_scan
 from lineside.agent.scans import Rejected as ScanRejected
 from lineside.drivers.base import Reading, Scan
 
@@ -69,10 +69,11 @@ def scan_command(
     meaning = interpret_scan(scan.data, gtin_to_item=gtin_to_item, order_prefix=place.order_prefix)
     key = f"scan:{scan.device}:{scan.ts.isoformat()}:{seq}"
     if isinstance(meaning, LotReceipt):
-        if meaning.qty_ai.startswith("310") and uoms.get(meaning.item) != "kg":
+        unit = UNIT_OF_AI.get(meaning.qty_ai[:3])
+        if unit is not None and uoms.get(meaning.item) != unit:
             reason = (
-                f"label gives a net weight in kg ({meaning.qty_ai}) but {meaning.item} is"
-                f" stocked in {uoms.get(meaning.item)!r}"
+                f"label gives the quantity in {unit} ({meaning.qty_ai}) but {meaning.item}"
+                f" is stocked in {uoms.get(meaning.item)!r}"
             )
             return Refusal("scan_rejected", reason, scan.device, scan.data)
         return Receive(

@@ -47,7 +47,9 @@ from biip.symbology import GS1Symbology, SymbologyIdentifier
 
 GS = "\x1d"
 _SYMBOLOGY = re.compile(r"\][A-Za-z][0-9A-Za-z]")
-_QTY_AIS = ("310", "30", "37")  # preference order; 310 matches 3100-3105
+_QTY_AIS = ("310", "315", "30", "37")  # preference order; 310 matches 3100-3105
+# The unit a measure AI states: a label in kg for an item stocked in l is refused.
+UNIT_OF_AI = {"310": "kg", "315": "l"}
 MAX_ORDER_LENGTH = 64
 
 
@@ -211,7 +213,7 @@ def _quantity(elements: Any) -> tuple[Decimal, str] | None:
 
 
 def _no_quantity(lot: str | None, payload: str) -> str:
-    reason = "no quantity: a lot label needs (30), (37) or (310n) net kg"
+    reason = "no quantity: a lot label needs (30), (37), (310n) net kg or (315n) net litres"
     if lot is not None and GS not in payload:
         reason += f"; the lot {lot!r} may have swallowed it: is the scanner sending GS (FNC1)?"
     return reason

@@ -15,10 +15,12 @@ from lineside.agent.commands import (
     Complete,
     Count,
     CounterReading,
+    DiscardHeld,
     MeterReading,
     PutBom,
     PutItem,
     Receive,
+    ReleaseHeld,
     Reverse,
     StartOrder,
 )
@@ -340,3 +342,42 @@ def test_bad_commands_are_refused_and_change_nothing(ledger: Ledger, command, me
     result = ledger.execute(command)
     assert not result.ok and message in (result.error or "")
     assert snapshot(ledger.conn) == before
+
+
+def test_implausible_jump_is_held_then_released_or_discarded(ledger: Ledger) -> None:
+    for value in (100, 500_100):
+        ledger.execute(CounterReading(key="r", ts=ledger.clock(), point="plc3.good", value=value))
+    assert item_total(ledger, "BRKT-100") == 0
+    (held_id,) = ledger.conn.execute("SELECT id FROM held WHERE status = 'held'").fetchone()
+    released = ledger.execute(ReleaseHeld(key="rel", ts=ledger.clock(), held_id=held_id))
+    assert released.ok, released.error
+    assert item_total(ledger, "BRKT-100") == 500_000
+    again = ledger.execute(ReleaseHeld(key="rel-2", ts=ledger.clock(), held_id=held_id))
+    assert not again.ok and again.refused and "already posted" in (again.error or "")
+    for value in (400, 900_000):  # a reset that looks like a jump, this time discarded
+        ledger.execute(CounterReading(key="r", ts=ledger.clock(), point="plc3.good", value=value))
+    (second,) = ledger.conn.execute("SELECT id FROM held WHERE status = 'held'").fetchone()
+    no_reason = ledger.execute(DiscardHeld(key="d0", ts=ledger.clock(), held_id=second, reason=""))
+    assert not no_reason.ok
+    dropped = ledger.execute(DiscardHeld(key="d1", ts=ledger.clock(), held_id=second,
+                                         reason="PLC program download"))
+    assert dropped.ok
+    row = ledger.conn.execute("SELECT status, reason FROM held WHERE id = ?", (second,)).fetchone()
+    assert row == ("discarded", "discarded: PLC program download")
+    assert item_total(ledger, "BRKT-100") == 500_400  # released 500,000 + 400 after the reset
+
+
+def test_implausible_meter_jump_is_held_not_dropped(ledger: Ledger) -> None:
+    for value in ("10", "5000010"):
+        ledger.execute(MeterReading(key="m", ts=ledger.clock(), point="doser3.total_l",
+                                    value=D(value)))
+    assert item_total(ledger, "PAINT-9005") == 0
+    (held_id,) = ledger.conn.execute("SELECT id FROM held WHERE status = 'held'").fetchone()
+    assert ledger.execute(ReleaseHeld(key="rel", ts=ledger.clock(), held_id=held_id)).ok
+    assert item_total(ledger, "PAINT-9005") == D("-5000000.00")
+
+
+def test_scrap_cannot_be_reported_with_a_stage(ledger: Ledger) -> None:
+    result = ledger.execute(Complete(key="s", ts=ledger.clock(), work_center="PRESS-3", good=1,
+                                     scrap=1, stage="paint"))
+    assert not result.ok and "without --stage" in (result.error or "")

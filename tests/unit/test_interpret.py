@@ -69,3 +69,17 @@ def test_bad_check_digit_and_unplaced_scanner_are_refused() -> None:
                        UOMS, 1)
     assert isinstance(bad, Refusal) and bad.reason
     assert isinstance(scan_command(Scan("s", "x", TS), None, GTINS, UOMS, 1), Refusal)
+
+
+def test_volume_label_in_litres_for_an_item_stocked_in_litres() -> None:
+    gtins = {"09521234543237": "PAINT-9005"}
+    uoms = {"PAINT-9005": "l"}
+    ok = scan_command(Scan("s", "]C1010952123454323710P-12\x1d3152002000", TS), PLACE, gtins,
+                      uoms, 1)
+    assert isinstance(ok, Receive) and ok.qty == Decimal("20.00")
+    in_kg = scan_command(Scan("s", "]C1010952123454323710P-12\x1d3102002000", TS), PLACE,
+                         gtins, uoms, 1)
+    assert isinstance(in_kg, Refusal) and "stocked in 'l'" in in_kg.reason
+    litres_for_kg = scan_command(Scan("s", "]C1010952123454321310L1\x1d3152002000", TS), PLACE,
+                                 GTINS, UOMS, 1)
+    assert isinstance(litres_for_kg, Refusal) and "quantity in l" in litres_for_kg.reason
