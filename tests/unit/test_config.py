@@ -299,3 +299,9 @@ def test_random_edits_give_a_config_or_located_errors(data: st.DataObject) -> No
             assert error.message, error
     else:
         assert isinstance(loaded, LoadedConfig)
+
+
+def test_mqtt_protocol_may_be_written_as_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("gateway: {id: gw, site: s}\nmqtt: {protocol: 5}\n")
+    assert load(path).config.mqtt.protocol == "5"
