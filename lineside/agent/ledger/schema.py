@@ -116,9 +116,10 @@ def _m001_ledger(db: sqlite_utils.Database) -> None:
 def _m002_sync(db: sqlite_utils.Database) -> None:
     """The publisher's P/tx messages, stored with their seq before they are published.
 
-    A message that was built but not acknowledged is re-sent after a restart with the same
-    seq and the same bytes. The second index lets the publisher find unsent alerts without
-    walking a backlog of unsent transactions.
+    A message is outbox rows first_id..last_id of stream 'tx'; a message built but not
+    acknowledged is re-sent after a restart with the same seq and the same bytes, rebuilt
+    from those rows. The second index lets the publisher find unsent alerts without walking
+    a backlog of unsent transactions.
     """
     db.table("messages").create(
         {
@@ -126,12 +127,11 @@ def _m002_sync(db: sqlite_utils.Database) -> None:
             "first_id": int,
             "last_id": int,
             "count": int,
-            "payload": str,
             "created_ts": str,
             "acked_ts": str,
         },
         pk="seq",
-        not_null={"first_id", "last_id", "count", "payload", "created_ts"},
+        not_null={"first_id", "last_id", "count", "created_ts"},
     )
     db.execute("CREATE INDEX messages_unacked ON messages(seq) WHERE acked_ts IS NULL")
     db.execute("CREATE INDEX outbox_unsent_stream ON outbox(stream, id) WHERE sent_ts IS NULL")

@@ -43,6 +43,7 @@ class ClientSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    client_certificate: bool = False
 
     @property
     def where(self) -> str:
@@ -70,6 +71,7 @@ def settings_from(loaded: LoadedConfig, client_id: str | None = None) -> ClientS
         username=mqtt_cfg.username,
         password=password,
         ssl_context=context,
+        client_certificate=mqtt_cfg.tls is not None and mqtt_cfg.tls.cert_file is not None,
     )
 
 
@@ -112,7 +114,7 @@ def ssl_context(cfg: MqttConfig, loaded: LoadedConfig) -> ssl.SSLContext:
             names = f"{cert}" if key is None else f"{cert} with key {key}"
             raise SyncSetupError(
                 f"cannot use the client certificate {names} (mqtt.tls.cert_file/key_file):"
-                f" {_reason(exc)}"
+                f" not a PEM certificate and key that belong together ({_reason(exc)})"
             ) from None
     if tls.insecure:
         # As paho's tls_insecure_set: the chain is still verified, the host name is not.
@@ -131,7 +133,7 @@ def _readable(path: Path, what: str, key: str) -> Path:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
-        return str(exc.reason or exc)
+        return str(exc)  # "[SSL: REASON] what happened (_ssl.c:…)": the reason alone says less
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc)
@@ -204,10 +206,16 @@ def explain(error: BaseException | str, settings: ClientSettings) -> str:
             f"TLS: the broker at {where} refused our client certificate ({text});"
             " check that mqtt.tls.cert_file is signed by a CA the broker trusts"
         )
+    if settings.ssl_context is not None and ("eof occurred" in low or "unexpected eof" in low):
+        # TLS 1.3: a broker that wants a client certificate may just close the connection.
+        hint = (
+            "it may not accept our client certificate (check mqtt.tls.cert_file and its CA)"
+            if settings.client_certificate
+            else "it may require a client certificate: set mqtt.tls.cert_file and key_file"
+        )
+        return f"TLS: the broker at {where} closed the connection ({text}); {hint}"
     if "wrong version number" in low or "record layer failure" in low:
         return f"TLS: {where} does not speak TLS on this port ({text}); check mqtt.port/mqtt.tls"
-    if isinstance(error, ConnectionRefusedError) or "refused" in low:
-        return f"cannot connect to the broker at {where}: {text}"
     return f"cannot connect to the broker at {where}: {text}"
 
 

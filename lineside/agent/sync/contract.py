@@ -72,6 +72,8 @@ def describe(error: Any) -> str:
         return f"{prefix}unknown key {', '.join(repr(k) for k in extra)} (allowed: {allowed})"
     if kind == "pattern" and value == DECIMAL_PATTERN:
         return f'{prefix}{instance!r} is not a decimal string such as "12.5"'
+    if kind == "pattern" and "x-error" in error.schema:
+        return f"{prefix}{instance!r} {error.schema['x-error']}"
     if kind == "type":
         return f"{prefix}must be {_type_words(value, error.schema)}, not {_json_type(instance)}"
     if kind == "enum":

@@ -28,12 +28,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lineside.agent.sync.publisher_main")
     parser.add_argument("-c", "--config", required=True, help="the gateway's YAML config")
     parser.add_argument("--db", help="ledger file (default: data_dir/ledger.sqlite)")
-    parser.add_argument("--reconnect-max", type=float, default=30.0,
-                        help="longest pause between reconnect attempts, seconds")
+    parser.add_argument(
+        "--reconnect-max",
+        type=float,
+        default=30.0,
+        help="longest pause between reconnect attempts, seconds",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     logging.getLogger("lineside.sync.paho").setLevel(logging.WARNING)
     try:
         loaded = load(args.config)

@@ -1,16 +1,17 @@
 """Sync with the central broker: the runtime's one object for MQTT (see docs/mqtt.md).
 
-Two threads, both started by start():
+Three threads, all started by start():
 
-- lineside-sync owns the paho client and runs its network loop by hand (client.loop()),
-  publishing between loop calls. paho's callbacks therefore run on this thread, in
-  order, never concurrently with our publish() calls: an acknowledgement can never
-  overtake the mid it belongs to. A fresh client is made for every connection, so paho
-  never re-sends stale messages behind the publisher's back; the publisher itself resumes
-  from the first unacknowledged message.
-- lineside-sync-worker does everything that may block: commands through the Ledger,
-  stock snapshots and retention. It hands its replies back through a queue, and the sync
-  thread publishes them.
+- lineside-sync (network) owns the paho client and runs its network loop by hand
+  (client.loop()), publishing between loop calls, so paho's callbacks run on this thread,
+  in order, never concurrently with our publish() calls. A fresh client is made for every
+  connection, so paho never re-sends stale messages behind the publisher's back. It does
+  no SQLite work at all.
+- lineside-sync-store owns the publisher's ledger connection (publisher.Feeder): builds
+  and stores messages ahead of the window, records acknowledgements, marks rows sent,
+  notices changes to the ledger, prunes what is past retention.
+- lineside-sync-worker does what may block on the Ledger: commands and stock snapshots.
+  Replies come back through a queue and the network thread publishes them.
 """
 
 from __future__ import annotations
@@ -53,17 +54,20 @@ from lineside.agent.sync.commands_in import (
     sniff_request_id,
 )
 from lineside.agent.sync.outbox import OutboxStore
-from lineside.agent.sync.publisher import Publisher
+from lineside.agent.sync.publisher import Feeder, Pipeline, Window
 from lineside.agent.sync.status import prune, sync_status
 
 log = logging.getLogger("lineside.sync")
 
 Clock = Callable[[], datetime]
-LOOP_WAIT_S = 0.05  # how long one network loop call may wait: latency of replies and polls
+LOOP_WAIT_S = 0.05  # one network loop call waits at most this: latency of replies
+STARVING_WAIT_S = 0.001
+POLL_S = 0.2  # the store thread looks for rows written by others at least this often
 CONNACK_TIMEOUT_S = 15.0
 PRUNE_EVERY_S = 3600.0
 PRUNE_FIRST_S = 60.0
 TASK_QUEUE_MAX = 10_000
+STORE_BUSY_TIMEOUT_MS = 5000
 # paho's own window sits above ours, leaving room for status, stock and replies.
 PAHO_INFLIGHT_EXTRA = 16
 
@@ -74,12 +78,31 @@ def utc_now() -> datetime:
 
 @dataclass
 class _Link:
-    """What paho's callbacks tell the sync thread about the current connection."""
+    """What paho's callbacks tell the network thread about the current connection."""
 
     connack: Any = None
     session_present: bool = False
-    lost: bool = False
     last_paho_error: str | None = None
+
+
+class _StockWatch:
+    """Whether the balances may have changed since the last P/stock (the journal grew)."""
+
+    def __init__(self) -> None:
+        self.dirty = True
+        self.force = True  # the first snapshot of a connection is published even if unchanged
+        self.last_sent = -1e18
+        self._journal_seq: object = None
+
+    def check(self, conn: sqlite3.Connection) -> None:
+        seq = conn.execute("SELECT MAX(seq) FROM journal").fetchone()[0]
+        if seq != self._journal_seq:
+            self._journal_seq = seq
+            self.dirty = True
+
+    def connected(self) -> None:
+        """A new connection: the broker may have lost the retained snapshot."""
+        self.dirty = self.force = True
 
 
 class Sync:
@@ -114,15 +137,20 @@ class Sync:
         self.last_error: str | None = None
         self.reconnects = 0
         self.commands = 0
+        inflight = self.mqtt.inflight_max
+        self.pipeline = Pipeline(ahead=max(4 * inflight, 8))
+        self.window = Window(self.pipeline, self.topics, inflight, clock)
         self._connected = False
-        self._publisher: Publisher | None = None
+        self._subscribed = False
         self._stop = threading.Event()
+        self._store_stop = threading.Event()
         self._stop_timeout_s = 5.0
         self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue(TASK_QUEUE_MAX)
         self._outgoing: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._started = False
         self._lock_file: IO[bytes] | None = None
-        self._worker_conn: sqlite3.Connection | None = None
+        self._stock = _StockWatch()
         self._stock_pending = threading.Event()
         self._last_stock: bytes | None = None
         self._link = _Link()
@@ -130,13 +158,17 @@ class Sync:
 
     # -- public API ----------------------------------------------------------------------
     def start(self) -> None:
-        """Start the sync and worker threads; returns at once (the broker may be down)."""
-        if self._threads:
-            raise RuntimeError("Sync already started")
+        """Start the threads and return at once (the broker may well be down).
+
+        A Sync runs once: after stop(), make a new one (a reloaded config does anyway).
+        """
+        if self._started:
+            raise RuntimeError("a Sync is started once; make a new one")
         self._lock_file = _lock(self.db_path)
-        self._stop.clear()
+        self._started = True
         self._threads = [
-            threading.Thread(target=self._run, name="lineside-sync", daemon=True),
+            threading.Thread(target=self._run_network, name="lineside-sync", daemon=True),
+            threading.Thread(target=self._run_store, name="lineside-sync-store", daemon=True),
             threading.Thread(target=self._work, name="lineside-sync-worker", daemon=True),
         ]
         for thread in self._threads:
@@ -148,13 +180,22 @@ class Sync:
             return
         self._stop_timeout_s = timeout_s
         self._stop.set()
-        sync_thread, worker = self._threads
-        sync_thread.join(timeout_s + CONNACK_TIMEOUT_S)
+        network, store, worker = self._threads
+        network.join(timeout_s + CONNACK_TIMEOUT_S)
+        self._store_stop.set()  # after the network thread: its last acks get recorded
+        self.pipeline.wake_feeder.set()
+        store.join(timeout_s + 10)
         self._tasks.put(None)
         worker.join(timeout_s + 5)
-        if sync_thread.is_alive() or worker.is_alive():
-            log.warning("sync threads did not stop within %.1f s", timeout_s)
+        alive = [t.name for t in self._threads if t.is_alive()]
         self._threads = []
+        if network.is_alive() or store.is_alive():
+            # Keep the lock: a new Sync on this ledger must not publish beside these threads.
+            log.error("sync threads %s did not stop in time; the ledger stays locked",
+                      ", ".join(alive))
+            return
+        if alive:
+            log.warning("sync threads %s did not stop in time", ", ".join(alive))
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -164,18 +205,25 @@ class Sync:
         return self._connected
 
     @property
+    def commands_ready(self) -> bool:
+        """Connected and subscribed to P/cmd/#: commands sent from now on arrive."""
+        return self._connected and self._subscribed
+
+    @property
     def last_ack_ts(self) -> datetime | None:
-        return None if self._publisher is None else self._publisher.last_ack_ts
+        return self.window.last_ack_ts
 
     def counters(self) -> dict[str, int]:
         """Monotonic counts for metrics."""
-        p = self._publisher.counters if self._publisher is not None else None
+        c = self.pipeline.counters
         return {
-            "messages_published": p.messages if p else 0,
-            "transactions_published": p.transactions if p else 0,
-            "alerts_published": p.alerts if p else 0,
-            "acks": p.acks if p else 0,
-            "resent_messages": p.resent if p else 0,
+            "messages_published": c.messages,
+            "transactions_published": c.transactions,
+            "alerts_published": c.alerts,
+            "acks": c.acks,
+            "acks_recorded": c.recorded,
+            "rows_marked_sent": c.marked,
+            "resent_messages": c.resent,
             "reconnects": self.reconnects,
             "commands": self.commands,
         }
@@ -187,19 +235,16 @@ class Sync:
             data = sync_status(conn, self.clock())
         finally:
             conn.close()
-        return {**data, "connected": self.connected, "last_error": self.last_error,
-                **self.counters()}
+        return {
+            **data,
+            "connected": self.connected,
+            "last_error": self.last_error,
+            **self.counters(),
+        }
 
-    # -- sync thread -----------------------------------------------------------------------
-    def _run(self) -> None:
-        conn = connect(self.db_path)
-        # Short: the network loop must not sit behind a long ledger write; a busy ledger
-        # only delays recording acks (retried), it never loses one.
-        conn.execute("PRAGMA busy_timeout = 2000")
-        store = OutboxStore(conn, self.topics.gateway, self.mqtt.batch_max)
-        publisher = Publisher(store, self.topics, self.mqtt.inflight_max, self.clock)
-        self._publisher = publisher
-        failures = 0
+    # -- network thread ----------------------------------------------------------------------
+    def _run_network(self) -> None:
+        failures = refused = 0
         try:
             while not self._stop.is_set():
                 client = self._open()
@@ -208,31 +253,35 @@ class Sync:
                     self._stop.wait(self._backoff(failures))
                     continue
                 if failures:
-                    log.info("connected to %s after %d failed attempts", self.settings.where,
-                             failures)
+                    log.info(
+                        "connected to %s after %d failed attempts", self.settings.where, failures
+                    )
                 failures = 0
-                self._session(client, publisher)
+                ended_by_refusal = self._session(client)
                 if not self._stop.is_set():
                     self.reconnects += 1
-                    self._stop.wait(self._backoff(1))
+                    refused = refused + 1 if ended_by_refusal else 0
+                    self._stop.wait(self._backoff(1 + refused))
         except Exception:
-            log.exception("the sync thread failed; publishing stopped")
-            self.last_error = "sync thread failed (see log)"
+            log.exception("the sync network thread failed; publishing stopped")
+            self.last_error = "sync network thread failed (see the log)"
         finally:
             self._connected = False
-            publisher.flush(force=True)
-            conn.close()
 
     def _backoff(self, failures: int) -> float:
         delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(failures - 1, 16))
-        return float(delay * random.uniform(0.8, 1.2))  # many gateways: do not reconnect in step
+        return float(delay * random.uniform(0.8, 1.2))  # many gateways: not in step
 
     def _open(self) -> mqtt.Client | None:
         """Connect and wait for the CONNACK; None (with last_error set and logged) on failure."""
         self._link = _Link()
         will = (self.topics.status, payloads.status_will(self.version))
-        client = new_client(self.settings, persistent=True, will=will,
-                            max_inflight=self.mqtt.inflight_max + PAHO_INFLIGHT_EXTRA)
+        client = new_client(
+            self.settings,
+            persistent=True,
+            will=will,
+            max_inflight=self.mqtt.inflight_max + PAHO_INFLIGHT_EXTRA,
+        )
         self._wire(client)
         try:
             start_connect(client, self.settings, persistent=True)
@@ -242,6 +291,8 @@ class Sync:
         deadline = time.monotonic() + CONNACK_TIMEOUT_S
         while self._link.connack is None:
             rc = client.loop(LOOP_WAIT_S)
+            if self._link.connack is not None:
+                break  # a refusal arrives together with the close: report the refusal
             if rc != mqtt.MQTT_ERR_SUCCESS or time.monotonic() > deadline or self._stop.is_set():
                 reason = self._link.last_paho_error or "the broker closed the connection"
                 self._failed(explain(reason, self.settings))
@@ -254,6 +305,7 @@ class Sync:
         return client
 
     def _failed(self, message: str) -> None:
+        """The first failure (and each new kind) loudly, repeats quietly."""
         if message != self.last_error:
             log.error("%s; retrying", message)
         else:
@@ -268,55 +320,67 @@ class Sync:
         client.on_subscribe = self._on_subscribe
         client.on_log = self._on_log
 
-    def _session(self, client: mqtt.Client, publisher: Publisher) -> None:
+    def _session(self, client: mqtt.Client) -> bool:
+        """Publish until stopped or the link is lost; True when it ended because the broker
+        refused a message (it is offered again on the next connection, after a backoff)."""
         self._connected = True
         self.last_error = None
-        log.info("connected to %s as %s (session %s)", self.settings.where,
-                 self.settings.client_id, "resumed" if self._link.session_present else "new")
+        log.info(
+            "connected to %s as %s (session %s)",
+            self.settings.where,
+            self.settings.client_id,
+            "resumed" if self._link.session_present else "new",
+        )
         transport = _Transport(client)
         self._other_mids.clear()
-        publisher.reset()
-        self._publish(transport, Outgoing(self.topics.status,
-                                          payloads.status_online(self.version, self.clock()),
-                                          retain=True))
+        self.window.reset()
+        online = payloads.status_online(self.version, self.clock())
+        self._publish(transport, Outgoing(self.topics.status, online, retain=True))
         if self.ledger is not None:
             client.subscribe(self.topics.cmd_filter, qos=1)
-        stock = _StockWatch(force=True)
-        next_prune = time.monotonic() + PRUNE_FIRST_S
+        self._stock.connected()
         try:
             while not self._stop.is_set():
-                if client.loop(LOOP_WAIT_S) != mqtt.MQTT_ERR_SUCCESS:
-                    log.warning("lost the connection to %s: %s", self.settings.where,
-                                self._link.last_paho_error or "closed")
-                    return
-                publisher.flush()
-                if publisher.store.data_changed():
-                    publisher.poke()
-                    stock.check(publisher.store.conn)
+                if client.loop(self._loop_wait()) != mqtt.MQTT_ERR_SUCCESS:
+                    log.warning(
+                        "lost the connection to %s: %s",
+                        self.settings.where,
+                        self._link.last_paho_error or "closed",
+                    )
+                    return False
+                if self.window.refused:
+                    self.last_error = "the broker refused a message (see the log)"
+                    client.disconnect()
+                    return True
                 self._drain_outgoing(transport)
-                publisher.pump(transport)
-                self._maybe_stock(stock)
-                if time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + PRUNE_EVERY_S
-                    self._submit(self._prune)
-            self._shutdown(client, transport, publisher)
+                self.window.pump(transport)
+            self._shutdown(client, transport)
+            return False
         finally:
-            self._connected = False
+            self._connected = self._subscribed = False
             _close(client)
 
-    def _shutdown(self, client: mqtt.Client, transport: _Transport, publisher: Publisher) -> None:
+    def _loop_wait(self) -> float:
+        # While a backlog drains, the window must not sit empty for a whole LOOP_WAIT_S
+        # waiting for the feeder: look again after a moment instead.
+        if self.window.inflight < self.mqtt.inflight_max and self.pipeline.starving():
+            return STARVING_WAIT_S
+        return LOOP_WAIT_S
+
+    def _shutdown(self, client: mqtt.Client, transport: _Transport) -> None:
         """Clean stop: replies out, offline status, in-flight messages acked, DISCONNECT."""
         self._drain_outgoing(transport)
         offline = payloads.status_offline(self.version, self.clock())
         self._publish(transport, Outgoing(self.topics.status, offline, retain=True))
         deadline = time.monotonic() + self._stop_timeout_s
-        while (publisher.inflight or self._other_mids) and time.monotonic() < deadline:
+        while (self.window.inflight or self._other_mids) and time.monotonic() < deadline:
             if client.loop(LOOP_WAIT_S) != mqtt.MQTT_ERR_SUCCESS:
                 break
-        publisher.flush(force=True)
-        if publisher.inflight:
-            log.warning("stopped with %d messages unacknowledged: they are sent again at the"
-                        " next start", publisher.inflight)
+        if self.window.inflight:
+            log.warning(
+                "stopped with %d messages unacknowledged: they are sent again at the next start",
+                self.window.inflight,
+            )
         client.disconnect()
         log.info("disconnected from %s", self.settings.where)
 
@@ -331,61 +395,109 @@ class Sync:
                 return
             self._publish(transport, out)
 
-    def _maybe_stock(self, stock: _StockWatch) -> None:
-        if self.ledger is None or not stock.dirty or self._stock_pending.is_set():
-            return
-        interval = float(self.mqtt.stock_interval_s)
-        if time.monotonic() - stock.last_sent < interval:
-            return
-        force = stock.force
-        stock.sent()
-        self._stock_pending.set()
-        self._submit(lambda: self._publish_stock(force))
-
-    # -- paho callbacks (sync thread, inside client.loop) -------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
+    # -- paho callbacks (network thread, inside client.loop) -----------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         self._link.connack = reason
         self._link.session_present = bool(getattr(flags, "session_present", False))
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
-        self._link.lost = True
-        if reason is not None and getattr(reason, "is_failure", False):
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        # paho's own error line (e.g. the TLS alert) says more than "Unspecified error".
+        if self._link.last_paho_error is None and getattr(reason, "is_failure", False):
             self._link.last_paho_error = str(reason)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
-                    properties: Any) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
         ok = not getattr(reason, "is_failure", False)
-        publisher = self._publisher
-        if publisher is not None and publisher.on_ack(mid, ok, str(reason)):
-            return
-        self._other_mids.discard(mid)
+        if not self.window.on_ack(mid, ok, str(reason)):
+            self._other_mids.discard(mid)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any,
-                      properties: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, properties: Any
+    ) -> None:
         refused = [str(c) for c in codes if getattr(c, "is_failure", False)]
+        self._subscribed = not refused
         if refused:
-            log.error("the broker refused our subscription to %s (%s): commands will not"
-                      " arrive; check the broker's ACL", self.topics.cmd_filter,
-                      ", ".join(refused))
+            log.error(
+                "the broker refused our subscription to %s (%s): commands will not"
+                " arrive; check the broker's ACL",
+                self.topics.cmd_filter,
+                ", ".join(refused),
+            )
 
     def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
-        if level == mqtt.MQTT_LOG_ERR:
+        # The first error of an attempt is the cause; later ones are its consequences.
+        if level == mqtt.MQTT_LOG_ERR and self._link.last_paho_error is None:
             self._link.last_paho_error = text
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        topic = message.topic
-        if not topic.startswith(self.topics.cmd_prefix):
+        if not message.topic.startswith(self.topics.cmd_prefix):
             return
-        name = topic[len(self.topics.cmd_prefix):]
+        name = message.topic[len(self.topics.cmd_prefix) :]
         payload = bytes(message.payload)
         self.commands += 1
-        if not self._submit(lambda: self._run_command(name, payload)):
-            request_id = sniff_request_id(payload)
-            if request_id is not None:
-                self._outgoing.put(Outgoing(self.topics.reply(name), payloads.reply(
-                    request_id, False, "the gateway is busy: try again later")))
+        if self._submit(lambda: self._run_command(name, payload)):
+            return
+        request_id = sniff_request_id(payload)
+        if request_id is not None:
+            busy = payloads.reply(request_id, False, "the gateway is busy: try again later")
+            self._outgoing.put(Outgoing(self.topics.reply(name), busy))
+
+    # -- store thread ------------------------------------------------------------------------
+    def _run_store(self) -> None:
+        try:
+            conn = connect(self.db_path)
+        except sqlite3.Error:
+            log.exception("cannot open the ledger %s: publishing stopped", self.db_path)
+            return
+        conn.execute(f"PRAGMA busy_timeout = {STORE_BUSY_TIMEOUT_MS}")
+        feeder = Feeder(
+            OutboxStore(conn, self.topics.gateway, self.mqtt.batch_max), self.pipeline, self.clock
+        )
+        next_prune = time.monotonic() + PRUNE_FIRST_S
+        try:
+            feeder.start_up()
+            while not self._store_stop.is_set():
+                if feeder.store.data_changed():
+                    feeder.poke()
+                    self._stock.check(conn)
+                self._maybe_stock()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY_S
+                    self._prune(conn)
+                if not feeder.step():
+                    self.pipeline.wake_feeder.wait(POLL_S)
+                    self.pipeline.wake_feeder.clear()
+            feeder.finish()
+        except Exception:
+            log.exception("the sync store thread failed; publishing stopped")
+            self.last_error = "sync store thread failed (see the log)"
+        finally:
+            conn.close()
+
+    def _prune(self, conn: sqlite3.Connection) -> None:
+        try:
+            prune(conn, self.mqtt.retention_days, self.clock())
+        except sqlite3.Error as exc:
+            log.warning("retention: pruning failed, retried in an hour: %s", exc)
+
+    def _maybe_stock(self) -> None:
+        stock = self._stock
+        if self.ledger is None or not stock.dirty or self._stock_pending.is_set():
+            return
+        if not self._connected:
+            return
+        if time.monotonic() - stock.last_sent < float(self.mqtt.stock_interval_s):
+            return
+        force, stock.dirty, stock.force = stock.force, False, False
+        stock.last_sent = time.monotonic()
+        self._stock_pending.set()
+        if not self._submit(lambda: self._publish_stock(force)):
+            self._stock_pending.clear()
 
     # -- worker thread -----------------------------------------------------------------------
     def _submit(self, task: Callable[[], None]) -> bool:
@@ -397,18 +509,14 @@ class Sync:
         return True
 
     def _work(self) -> None:
-        try:
-            while True:
-                task = self._tasks.get()
-                if task is None:
-                    return
-                try:
-                    task()
-                except Exception:  # a task never ends the worker (invariant 7)
-                    log.exception("sync worker task failed")
-        finally:
-            if self._worker_conn is not None:
-                self._worker_conn.close()
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            try:
+                task()
+            except Exception:  # a task never ends the worker (invariant 7)
+                log.exception("sync worker task failed")
 
     def _run_command(self, name: str, payload: bytes) -> None:
         assert self.ledger is not None
@@ -428,32 +536,6 @@ class Sync:
         finally:
             self._stock_pending.clear()
 
-    def _prune(self) -> None:
-        if self._worker_conn is None:
-            self._worker_conn = connect(self.db_path)
-        prune(self._worker_conn, self.mqtt.retention_days, self.clock())
-
-
-class _StockWatch:
-    """Whether the balances may have changed since the last P/stock (journal grew)."""
-
-    def __init__(self, force: bool) -> None:
-        self.force = force
-        self.dirty = True
-        self.last_sent = -1e18
-        self._journal_seq: int | None = None
-
-    def check(self, conn: sqlite3.Connection) -> None:
-        row = conn.execute("SELECT MAX(seq) FROM journal").fetchone()
-        seq = None if row is None else row[0]
-        if seq != self._journal_seq:
-            self._journal_seq = seq
-            self.dirty = True
-
-    def sent(self) -> None:
-        self.dirty = self.force = False
-        self.last_sent = time.monotonic()
-
 
 class _Transport:
     def __init__(self, client: mqtt.Client) -> None:
@@ -461,7 +543,7 @@ class _Transport:
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int:
         # rc may be MQTT_ERR_NO_CONN: the loop reports the lost link next, and the
-        # publisher sends the message again on the next connection.
+        # window offers the message again on the next connection.
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return int(info.mid)
 

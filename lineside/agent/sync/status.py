@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lineside.agent.ledger.store import iso
-from lineside.agent.sync.outbox import LAST_ACK_KEY
+from lineside.agent.sync.outbox import LAST_ACK_KEY, MARKED_KEY
 
 log = logging.getLogger("lineside.sync")
 
@@ -20,26 +20,43 @@ PRUNE_CHUNK = 5000
 def sync_status(conn: sqlite3.Connection, now: datetime | None = None) -> dict[str, Any]:
     """Backlog size, oldest unsent row's age, last acknowledgement, next seq, ledger size.
 
-    Reads only (the partial indexes on unsent rows keep this cheap even with a big backlog).
+    The backlog counts what the broker has not acknowledged: rows of acknowledged messages
+    count as delivered even in the moment before the worker marks them sent. Reads only;
+    the partial indexes on unsent rows keep this cheap even with a big backlog.
     """
     now = now or datetime.now(UTC)
-    backlog = {
-        str(stream): int(n)
-        for stream, n in conn.execute(
-            "SELECT stream, COUNT(*) FROM outbox WHERE sent_ts IS NULL GROUP BY stream"
-        )
-    }
-    oldest = conn.execute(
-        "SELECT created_ts FROM outbox WHERE sent_ts IS NULL ORDER BY id LIMIT 1"
-    ).fetchone()
-    oldest_ts = None if oldest is None else str(oldest[0])
     last = conn.execute("SELECT seq FROM messages ORDER BY seq DESC LIMIT 1").fetchone()
+    acked = conn.execute(
+        "SELECT seq, last_id FROM messages WHERE acked_ts IS NOT NULL ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    acked_seq, acked_upto = (0, 0) if acked is None else (int(acked[0]), int(acked[1]))
+    # Messages below the newest acknowledged one that are still unacknowledged (after a
+    # reconnect, rarely): their rows are not delivered.
+    gap_count, gap_first = conn.execute(
+        "SELECT COALESCE(SUM(count), 0), MIN(first_id) FROM messages"
+        " WHERE acked_ts IS NULL AND seq < ?",
+        (acked_seq,),
+    ).fetchone()
+    tx_after, tx_first = conn.execute(
+        "SELECT COUNT(*), MIN(id) FROM outbox WHERE stream = 'tx' AND sent_ts IS NULL AND id > ?",
+        (acked_upto,),
+    ).fetchone()
+    alerts, alert_first = conn.execute(
+        "SELECT COUNT(*), MIN(id) FROM outbox WHERE stream = 'alert' AND sent_ts IS NULL"
+    ).fetchone()
+    firsts = [i for i in (gap_first, tx_first, alert_first) if i is not None]
+    oldest_ts = None
+    if firsts:
+        row = conn.execute("SELECT created_ts FROM outbox WHERE id = ?", (min(firsts),))
+        found = row.fetchone()
+        oldest_ts = None if found is None else str(found[0])
     unacked = conn.execute("SELECT COUNT(*) FROM messages WHERE acked_ts IS NULL").fetchone()
     ack = conn.execute("SELECT value FROM meta WHERE key = ?", (LAST_ACK_KEY,)).fetchone()
+    backlog_tx = int(gap_count) + int(tx_after)
     return {
-        "backlog": sum(backlog.values()),
-        "backlog_tx": backlog.get("tx", 0),
-        "backlog_alerts": backlog.get("alert", 0),
+        "backlog": backlog_tx + int(alerts),
+        "backlog_tx": backlog_tx,
+        "backlog_alerts": int(alerts),
         "oldest_unsent_ts": oldest_ts,
         "oldest_unsent_age_s": _age(oldest_ts, now),
         "last_ack_ts": None if ack is None else str(ack[0]),
@@ -81,10 +98,11 @@ def prune(
 ) -> tuple[int, int]:
     """Delete outbox rows sent, and messages acknowledged, more than retention_days ago.
 
-    Unsent rows are never touched. The newest outbox row and the newest message are always
-    kept: SQLite gives a new row max(id)+1, and the publisher's cursor and next seq rely on
-    ids and seqs never being handed out twice. Deletes in chunks so that the write lock is
-    never held long. Returns (outbox rows, messages) deleted.
+    Unsent rows are never touched, nor messages whose rows are not yet marked sent. The
+    newest outbox row and the newest message are always kept: SQLite gives a new row
+    max(id)+1, and the publisher's cursor and next seq rely on ids and seqs never being
+    handed out twice. Deletes in chunks so that the write lock is never held long.
+    Returns (outbox rows, messages) deleted.
     """
     now = now or datetime.now(UTC)
     cutoff = iso(now - timedelta(days=float(retention_days)))
@@ -97,7 +115,9 @@ def prune(
     messages = _prune_chunks(
         conn,
         "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE acked_ts IS NOT NULL"
-        " AND acked_ts < ? AND seq < (SELECT MAX(seq) FROM messages) ORDER BY seq LIMIT ?)",
+        " AND acked_ts < ? AND seq < (SELECT MAX(seq) FROM messages)"
+        f" AND seq <= (SELECT COALESCE(MAX(CAST(value AS INTEGER)), 0) FROM meta"
+        f" WHERE key = '{MARKED_KEY}') ORDER BY seq LIMIT ?)",
         cutoff,
     )
     if rows or messages:
@@ -118,7 +138,8 @@ def _prune_chunks(conn: sqlite3.Connection, sql: str, cutoff: str) -> int:
             deleted = conn.execute(sql, (cutoff, PRUNE_CHUNK)).rowcount
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                conn.execute("ROLLBACK")
             raise
         total += deleted
         if deleted < PRUNE_CHUNK:

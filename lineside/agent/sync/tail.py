@@ -68,11 +68,15 @@ class TailChecker:
         self.max_ids = max_ids
         self.gaps = 0
         self.repeats = 0
+        self.messages = 0
+        self.transactions = 0
+        self.duplicates = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._last_seq: dict[str, int] = {}
         self._digests: OrderedDict[tuple[str, int], bytes] = OrderedDict()
 
     def feed(self, topic: str, payload: bytes) -> TailEvent:
+        self.messages += 1
         kind = self._kind(topic)
         try:
             data = json.loads(payload.decode("utf-8"))
@@ -122,7 +126,14 @@ class TailChecker:
                 continue
             self._remember_id(tx_id)
             event.new.append(tx)
+        self.transactions += len(event.new)
+        self.duplicates += event.duplicates
         return event
+
+    def summary(self) -> str:
+        return (f"{self.messages} messages, {self.transactions} new transactions,"
+                f" {self.duplicates} duplicates dropped, {self.gaps} gaps, {self.repeats}"
+                " repeated seqs")
 
     def _remember_id(self, tx_id: str) -> None:
         self._seen[tx_id] = None
@@ -190,8 +201,9 @@ def tail_main(
 ) -> int:
     """Subscribe to P/tx, P/alerts, P/status and P/reply/#; print and check what arrives.
 
-    Stops after count messages or timeout_s seconds (or Ctrl-C). Returns 0, 1 when the
-    broker cannot be reached, 2 when the MQTT settings cannot be used.
+    Stops once count new transactions (duplicates not counted) have arrived, after
+    timeout_s seconds, or on Ctrl-C. Returns 0, 1 when the broker cannot be reached or
+    the link is lost, 2 when the MQTT settings cannot be used.
     """
     stream = out or sys.stdout
     cfg = config.config
@@ -203,12 +215,12 @@ def tail_main(
         print(f"lineside tail: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     checker = TailChecker(topics)
-    received = 0
+    received = 0  # new transactions
 
     def on_message(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         nonlocal received
-        received += 1
         event = checker.feed(message.topic, bytes(message.payload))
+        received += len(event.new)
         text = json.dumps(event.to_json(), ensure_ascii=False) if as_json else human(event)
         print(text, file=stream, flush=True)
 
@@ -230,6 +242,8 @@ def tail_main(
         pass
     finally:
         client.disconnect()
+        # stderr, so that stdout stays JSON-only with --json
+        print(f"lineside tail: {checker.summary()}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -242,7 +256,10 @@ def _connect(client: mqtt.Client, settings: Any, topics: Topics) -> str | None:
         return explain(exc, settings)
     deadline = time.monotonic() + 15
     while "connack" not in state:
-        if client.loop(0.1) != mqtt.MQTT_ERR_SUCCESS or time.monotonic() > deadline:
+        rc = client.loop(0.1)
+        if "connack" in state:
+            break
+        if rc != mqtt.MQTT_ERR_SUCCESS or time.monotonic() > deadline:
             return explain("the broker closed the connection", settings)
     if state["connack"].is_failure:
         return explain_refusal(state["connack"], settings)

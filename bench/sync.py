@@ -1,0 +1,180 @@
+"""Outbox drain rate against raw paho, measured in the same run on the same local mosquitto.
+
+Fills a ledger's outbox with --n transactions, starts a mosquitto on a free loopback port,
+then times (1) a raw paho QoS 1 publishing loop of messages the same size as lineside's
+P/tx messages, with the same in-flight window, and (2) lineside's Sync draining the backlog
+(read in pages, messages stored with their seq, rows marked sent on PUBACK). Prints figures
+and ratios; asserts nothing.
+
+    .venv/bin/python bench/sync.py [--n 200000] [--batch 100] [--inflight 20]
+
+Targets: messages/s >= 80% of raw paho; transactions/s >= 20x the raw message rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from lineside.agent.config import load
+from lineside.agent.ledger.store import connect
+from lineside.agent.sync import Sync
+from lineside.agent.sync.payloads import tx_message
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def broker_module() -> Any:
+    sys.path.insert(0, str(REPO))  # tests/broker.py starts and stops the test mosquitto
+    return importlib.import_module("tests.broker")
+
+
+def fill_outbox(conn: sqlite3.Connection, n: int) -> None:
+    """n realistic transaction payloads, written as the ledger writes them (one commit here)."""
+    conn.execute("BEGIN IMMEDIATE")
+    rows = (
+        (
+            json.dumps(
+                {
+                    "id": str(uuid.uuid4()), "ts": "2026-01-05T06:00:00.000Z",
+                    "kind": "backflush", "item": f"C{i % 20:02d}", "location": "LINE-3",
+                    "qty": "-0.875", "uom": "kg", "lot": None, "order": "PO-4711",
+                    "work_center": "PRESS-3", "cost": "-1.09375",
+                    "cause": f"plc3.good:{i}->{i + 1}",
+                },
+                separators=(",", ":"),
+            ),
+        )
+        for i in range(n)
+    )
+    conn.executemany(
+        "INSERT INTO outbox (stream, payload, created_ts)"
+        " VALUES ('tx', ?, '2026-01-05T06:00:00.000Z')",
+        rows,
+    )
+    conn.execute("COMMIT")
+
+
+def drain(config_path: Path, db: Path, messages: int) -> tuple[float, float, float]:
+    """Seconds from start() until every message was acknowledged, of which start-up (until
+    the first acknowledgement), then until every row was marked sent."""
+    sync = Sync(load(config_path), None, db)
+    started = time.perf_counter()
+    sync.start()
+    first = None
+    while (acks := sync.counters()["acks"]) < messages:
+        if first is None and acks:
+            first = time.perf_counter() - started
+        time.sleep(0.001)
+    delivered = time.perf_counter() - started
+    sync.stop(5)  # records the last acks and marks the remaining rows sent
+    return delivered, first or delivered, time.perf_counter() - started - delivered
+
+
+def raw_paho(port: int, payload: bytes, messages: int, inflight: int) -> float:
+    """The physical limit here: paho publishing QoS 1 as fast as the window allows."""
+    done = threading.Event()
+    acked = 0
+
+    def on_publish(*_: Any) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == messages:
+            done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw")
+    client.max_inflight_messages_set(inflight)
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    started = time.perf_counter()
+    for _ in range(messages):
+        client.publish("bench/raw", payload, qos=1)
+    done.wait(600)
+    elapsed = time.perf_counter() - started
+    client.disconnect()
+    client.loop_stop()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000, help="transactions in the backlog")
+    parser.add_argument("--batch", type=int, default=100, help="mqtt.batch_max")
+    parser.add_argument("--inflight", type=int, default=20, help="mqtt.inflight_max")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate raw and lineside this many times; the best of each counts"
+                             " (other work on the machine only ever slows a run down)")
+    args = parser.parse_args()
+    brokers = broker_module()
+    executable = brokers.find_mosquitto()
+    if executable is None:
+        sys.exit(brokers.INSTALL_HINT)
+    messages = -(-args.n // args.batch)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        broker = brokers.Broker(tmp / "broker", executable=executable)
+        broker.start()
+        try:
+            runs = [one_round(tmp / f"round{r}", broker.port, args, messages)
+                    for r in range(args.rounds)]
+        finally:
+            broker.stop()
+    for r, (_, raw_s, lineside_s, first_s, marked_s) in enumerate(runs):
+        print(f"round {r + 1}: raw paho {raw_s:.2f} s, lineside {lineside_s:.2f} s (first ack"
+              f" after {first_s * 1000:.0f} ms; rows all marked sent {marked_s:.2f} s later)")
+    size = runs[0][0]
+    report(args, messages, size, min(r[2] for r in runs), min(r[1] for r in runs))
+
+
+def one_round(tmp: Path, port: int, args: argparse.Namespace,
+              messages: int) -> tuple[float, float, float, float, float]:
+    """(message size, raw paho s, lineside s, of which until the first ack, marking s)."""
+    config = tmp / "bench.yaml"
+    tmp.mkdir(parents=True)
+    config.write_text(
+        f"gateway: {{id: bench, site: lab, data_dir: {tmp / 'data'}}}\n"
+        f"mqtt: {{host: 127.0.0.1, port: {port}, batch_max: {args.batch},"
+        f" inflight_max: {args.inflight}}}\n"
+    )
+    db = tmp / "data" / "ledger.sqlite"
+    conn = connect(db)
+    fill_outbox(conn, args.n)
+    first = conn.execute("SELECT payload FROM outbox ORDER BY id LIMIT ?", (args.batch,))
+    payload = tx_message("bench", 1, [r[0] for r in first])  # a real message's bytes
+    raw_s = raw_paho(port, payload, messages, args.inflight)
+    lineside_s, first_s, marked_s = drain(config, db, messages)
+    unsent = conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_ts IS NULL").fetchone()[0]
+    assert unsent == 0, f"{unsent} rows left unsent"
+    conn.close()
+    return float(len(payload)), raw_s, lineside_s, first_s, marked_s
+
+
+def report(args: argparse.Namespace, messages: int, size: float, lineside_s: float,
+           raw_s: float) -> None:
+    msg_rate, raw_rate = messages / lineside_s, messages / raw_s
+    tx_rate = args.n / lineside_s
+    print(f"backlog: {args.n} transactions, batch_max {args.batch}, inflight_max"
+          f" {args.inflight}; {messages} messages of {size / 1024:.1f} KiB (best of"
+          f" {args.rounds} rounds)")
+    print(f"lineside drain : {lineside_s:7.2f} s  {msg_rate:9.0f} messages/s"
+          f"  {tx_rate:10.0f} transactions/s")
+    print(f"raw paho QoS 1 : {raw_s:7.2f} s  {raw_rate:9.0f} messages/s")
+    print(f"messages/s, lineside / raw paho     : {msg_rate / raw_rate:6.2f}  (target >= 0.80)")
+    print(f"transactions/s / raw paho messages/s: {tx_rate / raw_rate:6.1f}  (target >= 20)")
+
+
+if __name__ == "__main__":
+    main()

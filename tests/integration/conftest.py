@@ -1,0 +1,96 @@
+"""Fixtures for the sync tests: a real mosquitto per test, TLS material, and gateway configs.
+
+Without mosquitto the broker tests are skipped with the install hint, except where
+LINESIDE_REQUIRE_BROKER=1 (CI), where they fail: CI never skips a broker test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lineside.agent.config import LoadedConfig, load
+from tests.broker import INSTALL_HINT, Broker, TlsMaterial, find_mosquitto, make_tls_material
+from tests.conftest import write_config
+
+
+def need(what: str | None, hint: str) -> str:
+    """what, or skip with hint; in CI (LINESIDE_REQUIRE_BROKER=1) fail instead."""
+    if what is not None:
+        return what
+    if os.environ.get("LINESIDE_REQUIRE_BROKER") == "1":
+        pytest.fail(f"{hint} (LINESIDE_REQUIRE_BROKER=1: broker tests may not be skipped)")
+    pytest.skip(hint)
+
+
+@pytest.fixture(scope="session")
+def mosquitto_bin() -> str:
+    return need(find_mosquitto(), INSTALL_HINT)
+
+
+@pytest.fixture
+def broker_factory(
+    mosquitto_bin: str, tmp_path: Path
+) -> Iterator[Callable[..., Broker]]:
+    """Make and start brokers (Broker(**kwargs)); all are stopped at teardown."""
+    made: list[Broker] = []
+
+    def make(**kwargs: Any) -> Broker:
+        broker = Broker(tmp_path / f"broker{len(made)}", executable=mosquitto_bin, **kwargs)
+        made.append(broker)
+        broker.start()
+        return broker
+
+    yield make
+    for broker in made:
+        broker.stop(kill=True)
+
+
+@pytest.fixture
+def broker(broker_factory: Callable[..., Broker]) -> Broker:
+    """A plain, anonymous mosquitto on a free loopback port."""
+    return broker_factory()
+
+
+@pytest.fixture(scope="session")
+def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
+    try:
+        return make_tls_material(tmp_path_factory.mktemp("tls"))
+    except FileNotFoundError as exc:
+        return need(None, f"{exc} is needed to make test certificates")  # type: ignore[return-value]
+
+
+MQTT_LINE = "  topic_prefix: lineside/v1\n"
+
+
+@pytest.fixture
+def sync_config(tmp_path: Path) -> Callable[..., LoadedConfig]:
+    """The demo line's config with the mqtt section pointed at a test broker.
+
+    make(port, **mqtt_keys): extra keys are written as YAML under mqtt (values as given).
+    """
+
+    def make(port: int, subdir: str = "gw", **mqtt_keys: Any) -> LoadedConfig:
+        extra = "".join(f"  {k}: {_yaml(v)}\n" for k, v in mqtt_keys.items())
+        path = write_config(
+            tmp_path / subdir,
+            **{"port: 18830\n": f"port: {port}\n", MQTT_LINE: MQTT_LINE + extra},
+        )
+        return load(path)
+
+    return make
+
+
+def _yaml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_yaml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Path):
+        return f'"{value}"'
+    return str(value)
+

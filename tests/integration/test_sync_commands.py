@@ -1,0 +1,233 @@
+"""Commands in on P/cmd/{name}: applied once, answered on P/reply/{name}; every malformed one is
+answered with a clear error (or logged when it has no readable request_id) and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
+from lineside.agent.commands import Receive
+from lineside.agent.config import LoadedConfig
+from lineside.agent.handlers import Ledger
+from lineside.agent.sync import Sync
+from lineside.agent.sync.contract import Contract
+from tests.broker import Broker, Consumer, wait_until
+from tests.conftest import StepClock
+
+P = "lineside/v1/plant-a/press-3"
+pytestmark = pytest.mark.broker
+
+
+@dataclass
+class Line:
+    ledger: Ledger
+    sync: Sync
+    central: Consumer
+    sender: mqtt.Client
+
+    def send(self, name: str, payload: bytes | dict[str, Any]) -> None:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.sender.publish(f"{P}/cmd/{name}", body, qos=1).wait_for_publish(5)
+
+    def replies(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for topic, payload, _ in list(self.central.messages):
+            if "/reply/" in topic:
+                data = json.loads(payload)
+                out.setdefault(data["request_id"], {**data, "topic": topic})
+        return out
+
+    def reply(self, request_id: str) -> dict[str, Any]:
+        wait_until(lambda: request_id in self.replies(), 15, f"the reply to {request_id}")
+        return self.replies()[request_id]
+
+    def replies_to(self, request_id: str) -> list[dict[str, Any]]:
+        return [json.loads(p) for t, p, _ in list(self.central.messages)
+                if "/reply/" in t and json.loads(p)["request_id"] == request_id]
+
+
+@pytest.fixture
+def line(
+    broker: Broker, sync_config: Callable[..., LoadedConfig], clock: StepClock
+) -> Iterator[Line]:
+    config = sync_config(broker.port, stock_interval_s=0.2)
+    ledger = open_ledger(config, clock)
+    central = Consumer(broker.port, [f"{P}/reply/#", f"{P}/tx", f"{P}/stock"]).start()
+    sync = Sync(config, ledger, config.data_dir / LEDGER_FILE)
+    sync.start()
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="central-mes")
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    wait_until(lambda: sync.commands_ready, 10, "the agent to subscribe to its commands")
+    line = Line(ledger, sync, central, sender)
+    line.send("order.close", {"request_id": "probe", "order": "NO-SUCH-ORDER"})
+    line.reply("probe")
+    yield line
+    sync.stop(5)
+    sender.disconnect()
+    sender.loop_stop()
+    central.stop()
+
+
+def dump(conn: sqlite3.Connection) -> list[Any]:
+    tables = ("journal", "stock", "outbox", "events", "orders", "counts", "held",
+              "master_items", "master_boms", "carries", "standards", "counters")
+    return [conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables]
+
+
+def test_every_command_is_applied_and_answered(line: Line) -> None:
+    line.send("item.put", {"request_id": "i1", "item": "NUT-M8", "uom": "ea", "cost": "0.02",
+                           "decimals": 0})
+    assert line.reply("i1") == {"request_id": "i1", "ok": True, "error": None,
+                                "topic": f"{P}/reply/item.put"}
+    line.send("bom.put", {"request_id": "b1", "item": "BRKT-100", "per": "1", "components": [
+        {"item": "STEEL-2MM", "qty": "0.85", "scrap_pct": "3"},
+        {"item": "NUT-M8", "qty": "4", "stage": "paint"}]})
+    assert line.reply("b1")["ok"] is True
+    line.send("receipt", {"request_id": "r1", "item": "NUT-M8", "qty": "100", "lot": "L7",
+                          "location": "LINE-3"})
+    assert line.reply("r1")["ok"] is True
+    line.send("count", {"request_id": "c1", "item": "NUT-M8", "qty": "98", "location": "LINE-3"})
+    assert line.reply("c1")["ok"] is True
+    line.send("order.start", {"request_id": "o1", "order": "PO-1", "work_center": "PRESS-3",
+                              "item": "BRKT-100", "qty": "500"})
+    assert line.reply("o1")["ok"] is True
+    line.send("order.close", {"request_id": "o2", "order": "PO-1"})
+    assert line.reply("o2")["ok"] is True
+    receipt = line.ledger.conn.execute(
+        "SELECT id FROM journal WHERE kind = 'receipt' AND item = 'NUT-M8'").fetchone()[0]
+    line.send("reverse", {"request_id": "v1", "tx_id": receipt})
+    assert line.reply("v1")["ok"] is True
+    kinds = [r[0] for r in line.ledger.conn.execute(
+        "SELECT kind FROM journal WHERE item = 'NUT-M8' ORDER BY seq")]
+    assert kinds == ["receipt", "adjustment", "reversal"]
+    status = line.ledger.conn.execute("SELECT status FROM orders WHERE order_no = 'PO-1'")
+    assert status.fetchone()[0] == "closed"
+    # The ledger's transactions went out on P/tx, like any other.
+    wait_until(lambda: receipt in json.dumps(line.central.json_on(f"{P}/tx")), 10, "P/tx")
+
+
+def test_a_repeated_request_id_is_answered_again_and_applied_once(line: Line) -> None:
+    body = {"request_id": "again", "item": "BOLT-M8", "qty": "10", "location": "LINE-3"}
+    line.send("receipt", body)
+    line.reply("again")
+    line.send("receipt", body)
+    wait_until(lambda: len(line.replies_to("again")) == 2, 10, "the second reply")
+    assert [r["ok"] for r in line.replies_to("again")] == [True, True]
+    rows = line.ledger.conn.execute("SELECT COUNT(*) FROM journal WHERE kind = 'receipt'")
+    assert rows.fetchone()[0] == 1
+
+
+BAD: list[tuple[str, str, bytes | dict[str, Any], str | None]] = [
+    # (case, command name, payload, expected error; None: no request_id, logged only)
+    ("invalid json", "receipt", b'{"item": "BOLT-M8", ', None),
+    ("invalid json, id readable", "receipt", b'{"request_id": "m2", "item": ', "not valid JSON"),
+    ("not utf-8", "receipt", b"\xff\xfe\x00", None),
+    ("not an object", "receipt", b"[1, 2]", None),
+    ("missing request_id", "receipt", {"item": "BOLT-M8", "qty": "1", "location": "LINE-3"},
+     None),
+    ("request_id not a string", "receipt",
+     {"request_id": 12, "item": "BOLT-M8", "qty": "1", "location": "LINE-3"}, None),
+    ("qty as a number", "receipt",
+     {"request_id": "m4", "item": "BOLT-M8", "qty": 5, "location": "LINE-3"},
+     'qty: must be a decimal string such as "12.5"'),
+    ("bad decimal", "receipt",
+     {"request_id": "m5", "item": "BOLT-M8", "qty": "1.2.3", "location": "LINE-3"},
+     "qty: '1.2.3' is not a decimal string"),
+    ("decimal with a newline", "receipt",
+     {"request_id": "m5b", "item": "BOLT-M8", "qty": "12\n", "location": "LINE-3"},
+     "is not a decimal string"),
+    ("unknown item", "receipt",
+     {"request_id": "m6", "item": "NO-SUCH-ITEM", "qty": "1", "location": "LINE-3"},
+     "NO-SUCH-ITEM"),
+    ("unknown command", "launch.rocket", {"request_id": "m7"}, "unknown command 'launch.rocket'"),
+    ("oversized", "receipt",
+     {"request_id": "m9", "item": "BOLT-M8", "qty": "1", "location": "LINE-3",
+      "lot": "x" * 70_000}, "over the 65536-byte limit"),
+    ("unknown key", "receipt",
+     {"request_id": "m11", "item": "BOLT-M8", "qty": "1", "location": "LINE-3", "qtty": "2"},
+     "unknown key 'qtty'"),
+    ("missing key", "receipt", {"request_id": "m12", "item": "BOLT-M8", "qty": "1"},
+     "missing required key 'location'"),
+    ("wrong type", "order.close", {"request_id": "m13", "order": ["PO-1"]},
+     "order: must be a string"),
+    ("negative count", "count",
+     {"request_id": "m14", "item": "BOLT-M8", "qty": "-3", "location": "LINE-3"}, "negative"),
+    ("unknown transaction", "reverse", {"request_id": "m15", "tx_id": "nope"}, "nope"),
+    ("empty bom", "bom.put", {"request_id": "m16", "item": "BRKT-100", "components": []},
+     "components: empty"),
+    ("bom of an unknown component", "bom.put",
+     {"request_id": "m17", "item": "BRKT-100", "components": [{"item": "GHOST", "qty": "1"}]},
+     "GHOST"),
+    ("bad gtin", "item.put", {"request_id": "m18", "item": "X", "uom": "ea", "gtin": "12"},
+     "gtin"),
+    ("unknown work center", "order.start",
+     {"request_id": "m19", "order": "PO-9", "work_center": "NOWHERE", "item": "BRKT-100"},
+     "NOWHERE"),
+]
+
+
+def test_every_malformed_command_is_answered_or_logged_and_changes_nothing(
+    line: Line, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="lineside.sync.commands")
+    before = dump(line.ledger.conn)
+    for _, name, payload, _ in BAD:
+        line.send(name, payload)
+    line.send("reverse", {"request_id": "last", "tx_id": "nope"})  # the worker is FIFO
+    line.reply("last")
+    replies = line.replies()
+    contract = Contract()
+    for case, name, payload, expected in BAD:
+        if expected is None:
+            continue
+        request_id = "m2" if isinstance(payload, bytes) else payload["request_id"]
+        assert request_id in replies, f"{case}: no reply"
+        reply = replies[request_id]
+        assert reply["topic"] == f"{P}/reply/{name}", case
+        assert expected in (reply["error"] or ""), f"{case}: {reply['error']!r}"
+    for reply in replies.values():
+        body = {k: v for k, v in reply.items() if k != "topic"}
+        assert contract.errors("reply", body) == []
+        assert reply["request_id"] == "probe" or reply["ok"] is False
+    logged = [r.getMessage() for r in caplog.records if "no reply possible" in r.getMessage()]
+    assert len(logged) == sum(1 for *_, e in BAD if e is None), logged
+    assert dump(line.ledger.conn) == before
+
+
+def test_commands_keep_flowing_while_the_ledger_is_busy(line: Line) -> None:
+    """Commands queue behind the worker; the network loop keeps publishing meanwhile."""
+    with line.ledger._lock:  # the ledger is busy (a long batch, say)
+        line.send("receipt", {"request_id": "w1", "item": "BOLT-M8", "qty": "1",
+                              "location": "LINE-3"})
+        wait_until(lambda: line.sync.commands >= 2, 10, "the command to arrive")
+        assert line.sync.connected and "w1" not in line.replies()
+    assert line.reply("w1")["ok"] is True
+
+
+def test_stock_is_published_retained_on_change(line: Line) -> None:
+    line.ledger.execute(Receive(key="s1", ts=line.ledger.clock(), item="BOLT-M8",
+                                qty=Decimal(40), location="LINE-3"))
+
+    def bolts() -> list[str]:
+        return [b["qty"] for s in line.central.json_on(f"{P}/stock") for b in s["balances"]
+                if b["item"] == "BOLT-M8"]
+
+    wait_until(lambda: "40" in bolts(), 15, "a stock snapshot with 40 bolts")
+    late = Consumer(line.central.port, [f"{P}/stock"]).start()
+    try:
+        wait_until(lambda: bool(late.on(f"{P}/stock")), 10, "the retained snapshot")
+        assert late.messages[-1][2] is True  # retained
+        assert Contract().errors("stock", late.json_on(f"{P}/stock")[-1]) == []
+    finally:
+        late.stop()
