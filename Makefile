@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench check-systemd clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lineside tests bench
 	$(VENV)/bin/mypy
+
+check-systemd: $(STAMP)
+	sh scripts/check-systemd.sh
 
 bench: $(STAMP)
 	$(PY) bench/ledger.py

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, NoReturn
 
 from lineside import __version__
@@ -494,6 +496,47 @@ def _add_tail(p: argparse.ArgumentParser) -> None:
     _json_option(p)
 
 
+def _add_simulate(p: argparse.ArgumentParser) -> None:
+    _config_option(p)
+    p.add_argument(
+        "--scenario",
+        help="scenario file (YAML: device name -> what it does); default: every device idle at 0",
+    )
+    p.add_argument("--seconds", type=decimal_arg, help="stop by itself after this long")
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    import threading
+
+    import yaml
+
+    from lineside.agent.yamlsource import parse
+    from lineside.simulators.run import start_all, unknown_devices
+
+    loaded = _load(args)
+    scenario: dict[str, Any] = {}
+    if args.scenario:
+        try:
+            data = parse(Path(args.scenario).read_text(encoding="utf-8")).data
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"scenario {args.scenario}: {exc}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"scenario {args.scenario}: must map device names to sections")
+        scenario = data
+    unknown = unknown_devices(loaded.config, scenario)
+    if unknown:
+        raise UsageError(f"scenario names devices the config does not have: {', '.join(unknown)}")
+    stop = threading.Event()
+    threads = start_all(loaded.config, scenario, stop)
+    print(f"simulating {len(loaded.config.devices)} devices of {args.config}; Ctrl-C stops")
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait(None if args.seconds is None else float(args.seconds))
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    return EXIT_OK
+
+
 def _run_run(args: argparse.Namespace) -> int:
     from lineside.agent.daemon import StartupError, run
 
@@ -557,6 +600,7 @@ COMMANDS: dict[str, tuple[str, Adder]] = {
     "run": ("run the agent: poll devices, backflush, sync (the systemd service)", _add_run),
     "status": ("devices, orders, held events, outbox backlog and broker at a glance", _add_status),
     "tail": ("subscribe as a central system would and check what arrives", _add_tail),
+    "simulate": ("stand in for every device of a config (PLCs, scanners, meters)", _add_simulate),
     "demo": ("run the agent on built-in simulators with a local broker, live", _add_demo),
 }
 
@@ -574,6 +618,7 @@ RUNNERS: dict[str, Runner] = {
     "run": _run_run,
     "status": _run_status,
     "tail": _run_tail,
+    "simulate": _run_simulate,
     "demo": _run_demo,
 }
 

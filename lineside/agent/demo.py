@@ -17,10 +17,24 @@ from lineside.agent.tables import render
 
 
 def demo_config_text() -> str:
-    return resources.files("lineside.data").joinpath("demo.yaml").read_text(encoding="utf-8")
+    return data_text("demo.yaml")
+
+
+def data_text(name: str) -> str:
+    return resources.files("lineside.data").joinpath(name).read_text(encoding="utf-8")
 
 
 def run_demo(args: argparse.Namespace | None = None) -> int:
+    if args is not None and getattr(args, "story", False):
+        return run_story()
+    from lineside.agent.demo_live import run_live
+
+    seconds = getattr(args, "seconds", None)
+    return run_live(None if seconds is None else float(seconds))
+
+
+def run_story() -> int:
+    """The backflush story on a throw-away ledger, printed once (no devices, no broker)."""
     with tempfile.TemporaryDirectory(prefix="lineside-demo-") as tmp:
         text = demo_config_text().replace("data_dir: ../var/demo", f"data_dir: {tmp}")
         loaded = load_text(text, Path(tmp) / "demo.yaml")

@@ -167,7 +167,7 @@ class Ledger:
         if result.ok and isinstance(command, CounterReading | MeterReading):
             self._last_value[command.point] = str(command.value)
         for alert in result.alerts:
-            log.info("alert %s", " ".join(f"{k}={v}" for k, v in alert.items()))
+            log.debug("alert %s", " ".join(f"{k}={v}" for k, v in alert.items()))
 
     @property
     def master(self) -> MasterData:

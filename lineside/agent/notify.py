@@ -26,6 +26,9 @@ class Notifier:
             target = "\0" + target[1:]
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # Never block the main loop on a full receiver: a lost WATCHDOG=1 is
+                # followed by the next one; a hung main loop is what systemd must see.
+                sock.setblocking(False)
                 sock.connect(target)
                 sock.sendall("\n".join(lines).encode())
         except OSError:

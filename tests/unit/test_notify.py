@@ -32,3 +32,12 @@ def test_without_notify_socket_nothing_is_sent(monkeypatch) -> None:  # type: ig
 def test_watchdog_interval_comes_from_systemd(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("WATCHDOG_USEC", "30000000")
     assert Notifier("x").watchdog_s == 30.0
+
+
+def test_a_full_receiver_never_blocks_the_sender(tmp_path: Path) -> None:
+    path = str(tmp_path / "full.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)  # nobody reads: the queue fills up
+        notifier = Notifier(path)
+        results = [notifier.watchdog() for _ in range(5000)]
+        assert results[0] and not results[-1]  # refused once full, and returned at once

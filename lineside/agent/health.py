@@ -1,0 +1,70 @@
+"""/healthz and /metrics over HTTP on the configured address (loopback by default)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+log = logging.getLogger("lineside.health")
+HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+class HealthServer:
+    def __init__(self, listen: str, health: HealthFn, metrics: Callable[[], bytes]) -> None:
+        host, _, port = listen.rpartition(":")
+        self.address = (host or "127.0.0.1", int(port))
+        self._health = health
+        self._metrics = metrics
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] == "/healthz":
+                    ok, body = outer._health()
+                    self._reply(
+                        200 if ok else 503,
+                        "application/json",
+                        json.dumps(body, default=str).encode(),
+                    )
+                elif self.path.split("?")[0] == "/metrics":
+                    self._reply(200, CONTENT_TYPE_LATEST, outer._metrics())
+                else:
+                    self._reply(404, "text/plain", b"try /healthz or /metrics\n")
+
+            def _reply(self, code: int, kind: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("http " + format, *args)
+
+        self._server = ThreadingHTTPServer(self.address, Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="health", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -1,0 +1,380 @@
+"""`lineside run`: drivers, interpretation, ledger and sync wired into one supervised process.
+
+Threads: one per device (its driver's loop, restarted with backoff if it ever dies), one
+ledger writer that turns events into commands and group-commits them, the sync threads,
+and the health server. The main thread handles signals and the systemd watchdog.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lineside import __version__
+from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
+from lineside.agent.commands import Command, Notice
+from lineside.agent.config import LoadedConfig
+from lineside.agent.handlers import Clock, Ledger, utc_now
+from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
+from lineside.agent.metrics import Metrics
+from lineside.agent.sync.service import Sync
+from lineside.agent.sync.status import ledger_bytes, sync_status
+from lineside.drivers.base import DeviceStatus, Driver, Event, Reading, Scan
+from lineside.drivers.registry import DeviceSet, build_drivers
+
+log = logging.getLogger("lineside.agent")
+BATCH_MAX = 500
+QUEUE_MAX = 50_000
+RETRY_S = 5.0
+DriverFactory = Callable[[dict[str, Any], Clock], DeviceSet]
+
+
+@dataclass
+class DeviceState:
+    up: bool | None = None
+    since: datetime | None = None
+    reason: str = ""
+    last_reading_ts: datetime | None = None
+    last_values: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
+
+
+class Supervisor:
+    """Runs one driver's loop in a thread; if it ever returns or raises, restarts it."""
+
+    def __init__(self, driver: Driver, emit: Callable[[Event], None], clock: Clock) -> None:
+        self.driver = driver
+        self.emit = emit
+        self.clock = clock
+        self.stop = threading.Event()
+        self.restarts = 0
+        self.thread = threading.Thread(target=self._loop, name=f"device-{driver.name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _loop(self) -> None:
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                self.driver.run(self.stop, self.emit)
+            except Exception as exc:
+                log.exception("device %s: driver crashed; restarting", self.driver.name)
+                self.emit(
+                    DeviceStatus(self.driver.name, "down", self.clock(), f"driver crashed: {exc}")
+                )
+            if self.stop.wait(delay):
+                return
+            self.restarts += 1
+            delay = min(delay * 2, 30.0)
+
+
+class Agent:
+    """The composition root of the daemon. Tests build it too, with their own clock."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock = utc_now,
+        driver_factory: DriverFactory = build_drivers,  # type: ignore[assignment]
+    ) -> None:
+        self.loaded = loaded
+        self.clock = clock
+        self.driver_factory = driver_factory
+        self.metrics = Metrics()
+        self.events: queue.Queue[Event] = queue.Queue(QUEUE_MAX)
+        self.devices: dict[str, DeviceState] = {}
+        self.ledger: Ledger | None = None
+        self.sync: Sync | None = None
+        self.ledger_error: str | None = None
+        self.writer_heartbeat = time.monotonic()
+        self._supervisors: list[Supervisor] = []
+        self._device_set: DeviceSet | None = None
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._pending: list[Command] = []
+        self._dropped_readings = 0
+        self._broker_lost_at: float | None = None
+        self._scan_seq = itertools.count(1)
+
+    @property
+    def db_path(self) -> Path:
+        return self.loaded.data_dir / LEDGER_FILE
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the ledger, start the writer, the devices and the sync. Returns at once."""
+        self.ledger = open_ledger(self.loaded, self.clock)
+        self.sync = Sync(self.loaded, self.ledger, self.db_path, clock=self.clock)
+        self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
+        self._writer.start()
+        self._start_devices()
+        self.sync.start()
+        log.info(
+            "lineside %s started: gateway %s, %d devices, ledger %s",
+            __version__,
+            self.loaded.config.gateway.id,
+            len(self.loaded.config.devices),
+            self.db_path,
+        )
+
+    def stop(self, timeout_s: float = 4.0) -> None:
+        """Finish the current ledger transaction, give in-flight publishes a few seconds."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        self._stop_devices(join_s=min(2.0, timeout_s / 2))
+        self._stop.set()
+        if self._writer is not None:
+            self._writer.join(max(0.5, deadline - time.monotonic()))
+        if self.sync is not None:
+            self.sync.stop(max(0.5, deadline - time.monotonic() - 0.5))
+        if self.ledger is not None:
+            self.ledger.conn.close()
+        log.info("stopped in %.1f s", time.monotonic() - started)
+
+    def reload(self, loaded: LoadedConfig) -> None:
+        """Apply a valid new config: devices restarted, points and master data replaced."""
+        assert self.ledger is not None and self.sync is not None
+        mqtt_changed = loaded.config.mqtt != self.loaded.config.mqtt
+        gateway_changed = loaded.config.gateway != self.loaded.config.gateway
+        if gateway_changed:
+            log.warning("gateway section changed: restart lineside to apply it (kept the old)")
+            loaded = LoadedConfig(
+                loaded.config.model_copy(update={"gateway": self.loaded.config.gateway}),
+                loaded.path,
+                loaded.warnings,
+            )
+        self._stop_devices()
+        self.ledger.reconfigure(loaded.config)
+        self.loaded = loaded
+        if mqtt_changed:
+            self.sync.stop()
+            self.sync = Sync(loaded, self.ledger, self.db_path, clock=self.clock)
+            self.sync.start()
+        self._start_devices()
+        log.info("config reloaded: %d devices", len(loaded.config.devices))
+
+    def _start_devices(self) -> None:
+        self._device_set = self.driver_factory(dict(self.loaded.config.devices), self.clock)
+        for name in self.loaded.config.devices:
+            self.devices.setdefault(name, DeviceState())
+        for gone in set(self.devices) - set(self.loaded.config.devices):
+            del self.devices[gone]
+        self._supervisors = [Supervisor(d, self.emit, self.clock) for d in self._device_set.drivers]
+        for sup in self._supervisors:
+            sup.start()
+
+    def _stop_devices(self, join_s: float = 3.0) -> None:
+        """Stop every driver loop; all are told at once, so the wait is the slowest one's."""
+        for sup in self._supervisors:
+            sup.stop.set()
+        deadline = time.monotonic() + join_s
+        for sup in self._supervisors:
+            sup.thread.join(max(0.0, deadline - time.monotonic()))
+            if sup.thread.is_alive():
+                log.warning("device %s did not stop within %.1f s", sup.driver.name, join_s)
+        self._supervisors = []
+        if self._device_set is not None:
+            self._device_set.close()
+            self._device_set = None
+
+    # -- events in ---------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        """Called from device threads. Readings are state: when the queue is full one may
+        be dropped, as the next carries the counter on. Scans and status never are."""
+        if isinstance(event, Reading):
+            try:
+                self.events.put_nowait(event)
+            except queue.Full:
+                self._dropped_readings += 1
+            return
+        self.events.put(event)
+
+    # -- the ledger writer --------------------------------------------------------------
+    def _write_loop(self) -> None:
+        while not self._stop.is_set() or not self.events.empty():
+            self.writer_heartbeat = time.monotonic()
+            batch = self._take_batch()
+            commands = self._pending + [c for e in batch if (c := self._command_for(e))]
+            self._pending = []
+            if commands:
+                self._write(commands)
+
+    def _take_batch(self) -> list[Event]:
+        try:
+            first = self.events.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        batch = [first]
+        while len(batch) < BATCH_MAX:
+            try:
+                batch.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, commands: list[Command]) -> None:
+        assert self.ledger is not None
+        try:
+            results = self.ledger.execute_batch(commands)
+        except sqlite3.Error as exc:
+            self._ledger_failed(exc, commands)
+            return
+        if self.ledger_error is not None:
+            log.warning("ledger writable again: counting resumes from the PLC's counters")
+            self.ledger_error = None
+        self.metrics.write_batches.inc()
+        for command, result in zip(commands, results, strict=True):
+            if not result.ok and not result.duplicate:
+                log.warning("refused %s: %s", type(command).__name__, result.error)
+            for tx in result.transactions:
+                self.metrics.transactions.labels(tx["kind"]).inc()
+                if tx["kind"] == "completion" and tx["work_center"]:
+                    self.metrics.units.labels(tx["work_center"]).inc(float(tx["qty"]))
+            for alert in result.alerts:
+                self.metrics.alerts.labels(alert["kind"]).inc()
+                log.warning("alert %s", " ".join(f"{k}={v}" for k, v in alert.items() if k != "ts"))
+
+    def _ledger_failed(self, exc: sqlite3.Error, commands: list[Command]) -> None:
+        """Disk full or I/O error: nothing was written, counters did not advance, so the
+        PLC keeps the count. Readings are dropped (the next carries it); the rest waits."""
+        self.metrics.write_errors.inc()
+        if self.ledger_error is None:
+            log.error(
+                "LEDGER NOT WRITABLE (%s): counters are not advancing; the PLCs keep "
+                "counting and nothing is lost. Free disk space on %s.",
+                exc,
+                self.db_path.parent,
+            )
+        self.ledger_error = str(exc)
+        self._pending = [c for c in commands if c.key and not _is_reading(c)][-10_000:]
+        self._stop.wait(RETRY_S)
+
+    def _command_for(self, event: Event) -> Command | None:
+        if isinstance(event, Reading):
+            return self._reading(event)
+        if isinstance(event, Scan):
+            return self._scan(event)
+        return self._device_status(event)
+
+    def _reading(self, reading: Reading) -> Command | None:
+        state = self.devices.setdefault(reading.device, DeviceState())
+        self.metrics.readings.labels(reading.device).inc()
+        if state.last_reading_ts is not None:
+            gap = (reading.ts - state.last_reading_ts).total_seconds()
+            self.metrics.poll_interval.labels(reading.device).observe(max(gap, 0.0))
+        state.last_reading_ts = reading.ts
+        if not reading.ok:
+            self.metrics.read_failures.labels(reading.device).inc()
+        else:
+            state.last_values[reading.point] = str(reading.value)
+        assert self.ledger is not None
+        command = reading_command(reading, self.ledger.points)
+        return None if isinstance(command, Ignored) else command
+
+    def _scan(self, scan: Scan) -> Command:
+        assert self.ledger is not None
+        place = self._scan_place(scan.device)
+        master = self.ledger.master
+        uoms = {code: item.uom for code, item in master.items.items()}
+        command = scan_command(scan, place, master.item_by_gtin(), uoms, next(self._scan_seq))
+        if isinstance(command, Refusal):
+            self.metrics.scans.labels(scan.device, "rejected").inc()
+            log.warning("scan rejected at %s: %s (%r)", scan.device, command.reason, scan.data)
+            return Notice(
+                key="",
+                ts=scan.ts,
+                kind=command.kind,
+                fields={"device": scan.device, "reason": command.reason, "data": scan.data[:200]},
+            )
+        self.metrics.scans.labels(scan.device, "accepted").inc()
+        return command
+
+    def _scan_place(self, device: str) -> ScanPlace | None:
+        cfg = self.loaded.config
+        wc_code = getattr(cfg.devices.get(device), "work_center", None)
+        wc = cfg.work_centers.get(wc_code) if wc_code else None
+        if wc is None or wc_code is None:
+            return None
+        return ScanPlace(wc_code, wc.location, wc.item, wc.order_prefix)
+
+    def _device_status(self, status: DeviceStatus) -> Command | None:
+        state = self.devices.setdefault(status.device, DeviceState())
+        if state.up is (status.state == "up"):
+            return None
+        first = state.up is None
+        state.up, state.since, state.reason = status.state == "up", status.ts, status.reason
+        self.metrics.device_up.labels(status.device).set(1 if state.up else 0)
+        if first and state.up:
+            return None  # a device that simply answered at start-up is no news
+        kind = "device_up" if state.up else "device_down"
+        fields = {"device": status.device, "reason": status.reason}
+        return Notice(key="", ts=status.ts, kind=kind, fields=fields)
+
+    # -- health --------------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy while the ledger is writable, the loops live and the broker not gone long."""
+        problems: list[str] = []
+        now = time.monotonic()
+        if self.ledger_error is not None:
+            problems.append(f"ledger not writable: {self.ledger_error}")
+        writer_alive = self._writer is not None and self._writer.is_alive()
+        if not writer_alive or now - self.writer_heartbeat > 10:
+            problems.append("ledger writer loop stalled")
+        connected = self.sync is not None and self.sync.connected
+        if connected:
+            self._broker_lost_at = None
+        elif self._broker_lost_at is None:
+            self._broker_lost_at = now
+        grace = self.loaded.config.health.broker_down_after_s if self.loaded.config.health else 120
+        broker_down_s = 0.0 if self._broker_lost_at is None else now - self._broker_lost_at
+        if broker_down_s > grace:
+            problems.append(f"broker unreachable for {broker_down_s:.0f} s")
+        body: dict[str, Any] = {
+            "ok": not problems,
+            "problems": problems,
+            "version": __version__,
+            "broker": {"connected": connected, "down_s": round(broker_down_s, 1)},
+            "devices": {
+                name: {
+                    "up": s.up,
+                    "since": s.since.isoformat() if s.since else None,
+                    "reason": s.reason,
+                    "last_values": s.last_values,
+                }
+                for name, s in sorted(self.devices.items())
+            },
+        }
+        return not problems, body
+
+    def refresh_gauges(self) -> dict[str, Any]:
+        """Read-only figures from the ledger for metrics and STATUS= (no write, ever)."""
+        assert self.ledger is not None
+        with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5) as conn:
+            status = sync_status(conn, self.clock())
+            held = conn.execute("SELECT COUNT(*) FROM held WHERE status = 'held'").fetchone()[0]
+            size = ledger_bytes(conn)
+        self.metrics.backlog.set(status.get("backlog", 0))
+        self.metrics.oldest.set(status.get("oldest_unsent_age_s") or 0)
+        self.metrics.held.set(held)
+        self.metrics.ledger_bytes.set(size)
+        if self.sync is not None:
+            self.metrics.published.set(self.sync.counters()["messages_published"])
+            self.metrics.broker_up.set(1 if self.sync.connected else 0)
+        return {**status, "held": held}
+
+
+def _is_reading(command: Command) -> bool:
+    from lineside.agent.commands import CounterReading, MeterReading
+
+    return isinstance(command, CounterReading | MeterReading)

@@ -1,0 +1,107 @@
+"""Chaos: the agent killed with kill -9 at random moments while the PLC counts.
+
+At the end the ledger equals the PLC's counts × the BOM exactly, every transaction reached
+the consumer, seq is gapless, and SQLite's integrity check is ok. LINESIDE_CHAOS_KILLS
+asks for more kills (default 20).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import pytest
+
+from lineside.simulators.plc import PlcSimulator, SimPoint
+from tests.broker import Broker, Consumer, tx_check
+from tests.faults.agent_process import (
+    PER_UNIT,
+    AgentProcess,
+    counter,
+    counter_of,
+    ledger,
+    totals,
+    wait_for,
+    write_line,
+)
+
+KILLS = int(os.environ.get("LINESIDE_CHAOS_KILLS", "20"))
+GOOD0, SCRAP0 = 1000, 65500  # scrap is a uint16 that rolls over during the run
+
+
+@pytest.fixture
+def plc() -> Iterator[PlcSimulator]:
+    sim = PlcSimulator(
+        {
+            1: {
+                "good": SimPoint(10, "uint32", value=GOOD0),
+                "scrap": SimPoint(12, "uint16", value=SCRAP0),
+            }
+        },
+        port=0,
+    )
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(
+    tmp_path: Path, broker: Broker, plc: PlcSimulator
+) -> None:
+    config = write_line(tmp_path, broker.port, plc.port)
+    consumer = Consumer(
+        broker.port, ["lineside/v1/test/gw-chaos/tx"], client_id="chaos-erp", persistent=True
+    ).start()
+    agent = AgentProcess(config)
+    rng = random.Random(20261125)
+    agent.start()
+    wait_for(lambda: counter_of(config, "plc.good") == GOOD0, 60, "the baseline read")
+    plc.set_rate(1, "good", 40)
+    plc.set_rate(1, "scrap", 3)
+    for _ in range(KILLS):
+        time.sleep(rng.uniform(0.4, 2.5))  # random moments: starting, polling, publishing
+        agent.kill9()
+        time.sleep(rng.uniform(0.0, 0.8))  # the PLC goes on counting while the agent is down
+        agent.start()
+    plc.set_rate(1, "good", 0)
+    plc.set_rate(1, "scrap", 0)
+    good_end, scrap_end = int(plc.value(1, "good")), int(plc.value(1, "scrap"))
+    conn = ledger(config)
+    wait_for(
+        lambda: counter(conn, "plc.good") == good_end and counter(conn, "plc.scrap") == scrap_end,
+        60,
+        "the agent to catch up",
+    )
+    wait_for(
+        lambda: (
+            conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_ts IS NULL").fetchone()[0] == 0
+        ),
+        60,
+        "the outbox to drain",
+    )
+    assert agent.stop() == 0
+    consumer.stop()
+
+    good = good_end - GOOD0
+    scrap = (scrap_end - SCRAP0) % 65536
+    assert good > 100 and scrap > 5, (good, scrap)
+    booked = totals(conn)
+    assert booked[("completion", "FG")] == good
+    for item, per_unit in PER_UNIT.items():
+        exact = per_unit * (good + scrap)
+        posted = -(booked.get(("backflush", item), Decimal(0)) + booked.get(("scrap", item), 0))
+        assert posted == exact.quantize(
+            Decimal("0.001") if item == "SHEET" else Decimal(1), ROUND_HALF_UP
+        )
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+    received, _repeats = tx_check(consumer.on("lineside/v1/test/gw-chaos/tx"))
+    ids = [tx["id"] for tx in received]
+    journal = [row[0] for row in conn.execute("SELECT id FROM journal ORDER BY seq")]
+    assert len(set(ids)) == len(ids) == len(journal)  # none twice, none missing
+    assert ids == journal  # and in the ledger's order

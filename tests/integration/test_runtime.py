@@ -1,0 +1,102 @@
+"""The Agent in-process with real parts: a driver that always raises harms nobody else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lineside.agent.config import load
+from lineside.agent.runtime import Agent
+from lineside.drivers.base import Emit, StopFlag
+from lineside.drivers.registry import DeviceSet, build_drivers
+from lineside.simulators.plc import PlcSimulator, SimPoint
+from tests.broker import Broker, Consumer, wait_until
+
+CONFIG = """
+gateway: {{id: gw-rt, site: test, data_dir: ./var}}
+mqtt: {{port: {broker}}}
+items: {{FG: {{uom: ea}}, SHEET: {{uom: kg, decimals: 3}}}}
+boms: {{FG: {{components: [{{item: SHEET, qty: 0.5}}]}}}}
+work_centers:
+  CELL-1: {{location: L1, item: FG, counters: {{good: plc1.good}}}}
+devices:
+  plc1: {{driver: modbus_tcp, host: 127.0.0.1, port: {plc}, poll_ms: 100,
+          points: {{good: {{address: 10, type: uint32}}}}}}
+"""
+
+
+class RaisingDriver:
+    """A driver with a bug: every run raises at once."""
+
+    name = "broken"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def run(self, stop: StopFlag, emit: Emit) -> None:
+        self.runs += 1
+        raise RuntimeError("bug in a driver")
+
+
+@pytest.fixture
+def plc() -> Iterator[PlcSimulator]:
+    sim = PlcSimulator({1: {"good": SimPoint(10, "uint32", value=500)}}, port=0)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def test_a_crashing_driver_stops_neither_other_devices_nor_sync(
+    tmp_path: Path, broker: Broker, plc: PlcSimulator
+) -> None:
+    path = tmp_path / "line.yaml"
+    path.write_text(CONFIG.format(broker=broker.port, plc=plc.port))
+    broken = RaisingDriver()
+
+    def factory(devices: dict[str, Any], clock: Any) -> DeviceSet:
+        made = build_drivers(devices, clock)
+        made.drivers.append(broken)
+        return made
+
+    consumer = Consumer(broker.port, ["lineside/v1/test/gw-rt/#"]).start()
+    agent = Agent(load(path), driver_factory=factory)
+    agent.start()
+    try:
+        wait_until(
+            lambda: (
+                agent.devices.get("plc1") is not None
+                and "good" in agent.devices["plc1"].last_values
+            ),
+            20,
+            "first reading",
+        )
+        plc.advance(1, "good", 40)
+        wait_until(lambda: broken.runs >= 3, 30, "the broken driver restarted")
+
+        def units() -> int:
+            return sum(
+                int(tx["qty"])
+                for m in consumer.json_on("lineside/v1/test/gw-rt/tx")
+                for tx in m["transactions"]
+                if tx["kind"] == "completion"
+            )
+
+        wait_until(lambda: units() == 40, 20, "40 units at the central subscriber")
+        alerts = consumer.json_on("lineside/v1/test/gw-rt/alerts")
+        wait_until(
+            lambda: any(
+                a["kind"] == "device_down" and a["device"] == "broken"
+                for a in consumer.json_on("lineside/v1/test/gw-rt/alerts")
+            ),
+            20,
+            "device_down alert for the broken driver",
+        )
+        assert not any(a.get("device") == "plc1" for a in alerts)
+        ok, body = agent.health()
+        assert ok, body
+    finally:
+        agent.stop()
+        consumer.stop()
