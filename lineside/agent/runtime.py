@@ -278,6 +278,9 @@ class Agent:
             self.metrics.read_failures.labels(reading.device).inc()
         else:
             state.last_values[reading.point] = str(reading.value)
+            if state.up is None:  # answering is being up, even before any status change
+                state.up, state.since = True, reading.ts
+                self.metrics.device_up.labels(reading.device).set(1)
         assert self.ledger is not None
         command = reading_command(reading, self.ledger.points)
         return None if isinstance(command, Ignored) else command
