@@ -39,10 +39,13 @@ from lineside.agent.domain.backflush import (
     CannotPost,
     Carry,
     Move,
+    Requirement,
     advance,
     completion_move,
     consume,
+    explode,
     plan_consumption,
+    stage_of,
 )
 from lineside.agent.domain.counters import interpret
 from lineside.agent.domain.model import NO_LOT, Item, MasterData, WorkCenter
@@ -92,6 +95,7 @@ class Ledger:
         self._master_version: str | None = None
         self._master = MasterData()
         self._last_value: dict[str, str | None] = {}
+        self._explosions: dict[tuple[str, str], tuple[list[Requirement], list[str]]] = {}
         self._handlers: dict[type[Command], Callable[[UnitOfWork, Any], None]] = {
             Complete: self._complete,
             CounterReading: self._counter_reading,
@@ -140,6 +144,7 @@ class Ledger:
                 else:
                     self.conn.execute("ROLLBACK TO command")
                     self.conn.execute("RELEASE command")
+                    uow.forget()
                     del uow.posted[mark[0] :], uow.alerts[mark[1] :]
                 results.append(result)
             uow.commit()
@@ -188,6 +193,7 @@ class Ledger:
         if version != self._master_version:
             self._master = masterdata.build(self.config, masterdata.read_overlays(self.conn))
             self._master_version = version
+            self._explosions.clear()
 
     # -- production ----------------------------------------------------------------------
     def _complete(self, uow: UnitOfWork, cmd: Complete) -> None:
@@ -245,10 +251,12 @@ class Ledger:
         except CannotPost as exc:  # the finished item itself is unknown: all of it waits
             return self._hold(uow, p, str(exc), ts) if may_hold else str(exc)
         try:
-            components = _components(master, p.item)
+            requirements, components = self._explosion(p.item, p.role)
             stock = uow.lots_of(components, wc.location) if components else {}
             carries = uow.carries(p.bucket, components)
-            plan = plan_consumption(master, wc, p.item, p.role, p.units, carries, stock)
+            plan = plan_consumption(
+                master, wc, p.item, p.role, p.units, carries, stock, requirements
+            )
         except CannotPost as exc:
             return self._wait(uow, p, completion, posting, str(exc), ts, may_hold)
         if plan.shortages and wc.on_shortage == "hold":
@@ -280,6 +288,15 @@ class Ledger:
             self._post_move(uow, completion, posting)
             p = Production(**{**p.__dict__, "with_completion": False})
         return self._hold(uow, p, reason, ts)
+
+    def _explosion(self, item: str, role: str) -> tuple[list[Requirement], list[str]]:
+        """explode() and the stocked items it touches, remembered until master data change."""
+        key = (item, role)
+        cached = self._explosions.get(key)
+        if cached is None:
+            requirements = explode(self._master, item, stage_of(role))
+            cached = self._explosions[key] = (requirements, [r.item for r in requirements])
+        return cached
 
     def _hold(self, uow: UnitOfWork, p: Production, reason: str, ts: datetime) -> str:
         held_id = uow.hold(f"{p.event}/{p.role}", ts, p.work_center, reason, p.to_json())
@@ -670,25 +687,6 @@ class Ledger:
         if item.round(qty) != qty:
             raise Rejected(f"{qty} has more decimals than {item.code} allows ({item.decimals})")
         return qty
-
-
-def _components(master: MasterData, item: str) -> list[str]:
-    """Every stocked item the explosion of item may touch (all stages), for prefetching."""
-    out: list[str] = []
-    stack = [item]
-    seen: set[str] = set()
-    while stack:
-        bom = master.boms.get(stack.pop())
-        for comp in bom.components if bom else ():
-            if comp.item in seen:
-                continue
-            seen.add(comp.item)
-            child = master.items.get(comp.item)
-            if child is not None and child.phantom:
-                stack.append(comp.item)
-            else:
-                out.append(comp.item)
-    return out
 
 
 def _at_decimals(move: Move, item: Item) -> Move:

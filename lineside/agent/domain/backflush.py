@@ -172,19 +172,23 @@ def plan_consumption(
     units: int,
     carries: Mapping[str, Carry],
     stock: Mapping[str, Sequence[LotBalance]],
+    requirements: Sequence[Requirement] | None = None,
 ) -> ConsumptionPlan:
     """What units of item reported under role at wc consume.
 
     carries and stock are keyed by component item; the returned carries replace them.
     Good and stage units consume with kind backflush, scrapped units with kind scrap.
     Measured components post nothing here: their standard is returned for variance.
+    requirements, when given, is explode()'s answer for item and role, computed earlier.
     """
     kind: TxKind = "scrap" if role == "scrap" else "backflush"
     moves: list[Move] = []
     new_carries: dict[str, Carry] = {}
     shortages: list[Shortage] = []
     standard: dict[str, Decimal] = {}
-    for req in explode(master, item, stage_of(role)):
+    if requirements is None:
+        requirements = explode(master, item, stage_of(role))
+    for req in requirements:
         exact = req.qty_per_unit * units
         if req.flush == "measured":
             standard[req.item] = standard.get(req.item, Decimal(0)) + exact

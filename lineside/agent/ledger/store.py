@@ -83,6 +83,15 @@ class UnitOfWork:
         self._open = False
         self.posted: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
+        # Read caches, valid while this transaction holds the write lock (nobody else can
+        # write): a batch of completions reads a BOM's lots and carries once, not per unit.
+        self._lots: dict[tuple[str, str], list[LotBalance]] = {}
+        self._carries: dict[str, dict[str, Carry]] = {}
+
+    def forget(self) -> None:
+        """Drop the read caches (after a ROLLBACK TO a savepoint)."""
+        self._lots.clear()
+        self._carries.clear()
 
     def __enter__(self) -> UnitOfWork:
         # IMMEDIATE takes the write lock now, so a CLI and the daemon serialise cleanly.
@@ -96,6 +105,7 @@ class UnitOfWork:
             self._open = False
             self.posted.clear()
             self.alerts.clear()
+            self.forget()
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")
@@ -115,11 +125,7 @@ class UnitOfWork:
 
     # -- stock and journal -------------------------------------------------------------
     def lots(self, item: str, location: str) -> list[LotBalance]:
-        rows = self.conn.execute(
-            "SELECT lot, qty FROM stock WHERE item = ? AND location = ? ORDER BY fifo, lot",
-            (item, location),
-        ).fetchall()
-        return [LotBalance(lot, Decimal(qty)) for lot, qty in rows]
+        return self.lots_of([item], location).get(item, [])
 
     def balance(self, item: str, location: str, lot: str) -> Decimal:
         row = self.conn.execute(
@@ -195,6 +201,8 @@ class UnitOfWork:
             "INSERT INTO outbox (stream, payload, created_ts) VALUES ('tx', ?, ?)",
             [(json.dumps(p, separators=(",", ":")), ts) for p in payloads],
         )
+        for move, _ in moves:
+            self._moved(move)
         self.posted.extend(payloads)
         return payloads
 
@@ -222,23 +230,41 @@ class UnitOfWork:
 
     # -- carries and standards -----------------------------------------------------------
     def carries(self, bucket: str, items: Sequence[str]) -> dict[str, Carry]:
-        wanted = set(items)
-        rows = self.conn.execute(
-            "SELECT item, exact, posted FROM carries WHERE bucket = ?", (bucket,)
-        ).fetchall()
-        return {r[0]: Carry(Decimal(r[1]), Decimal(r[2])) for r in rows if r[0] in wanted}
+        known = self._carries.get(bucket)
+        if known is None:
+            rows = self.conn.execute(
+                "SELECT item, exact, posted FROM carries WHERE bucket = ?", (bucket,)
+            ).fetchall()
+            known = self._carries[bucket] = {
+                r[0]: Carry(Decimal(r[1]), Decimal(r[2])) for r in rows
+            }
+        return {item: known[item] for item in items if item in known}
 
     def lots_of(self, items: Sequence[str], location: str) -> dict[str, list[LotBalance]]:
         """FIFO balances of several items at once (one query for a whole BOM)."""
-        out: dict[str, list[LotBalance]] = {}
-        marks = ",".join("?" * len(items))
-        for item, lot, qty in self.conn.execute(
-            f"SELECT item, lot, qty FROM stock WHERE location = ? AND item IN ({marks})"
-            " ORDER BY item, fifo, lot",
-            (location, *items),
-        ):
-            out.setdefault(item, []).append(LotBalance(lot, Decimal(qty)))
-        return out
+        missing = [item for item in items if (item, location) not in self._lots]
+        if missing:
+            for item in missing:
+                self._lots[(item, location)] = []
+            marks = ",".join("?" * len(missing))
+            for item, lot, qty in self.conn.execute(
+                f"SELECT item, lot, qty FROM stock WHERE location = ? AND item IN ({marks})"
+                " ORDER BY item, fifo, lot",
+                (location, *missing),
+            ):
+                self._lots[(item, location)].append(LotBalance(lot, Decimal(qty)))
+        return {item: list(lots) for item in items if (lots := self._lots[(item, location)])}
+
+    def _moved(self, move: Move) -> None:
+        """Keep the lots cache equal to the stock table after a move."""
+        lots = self._lots.get((move.item, move.location))
+        if lots is None:
+            return
+        for index, balance in enumerate(lots):
+            if balance.lot == move.lot:
+                lots[index] = LotBalance(move.lot, balance.qty + move.qty)
+                return
+        lots.append(LotBalance(move.lot, move.qty))  # a new row is the newest in FIFO order
 
     def save_carries(self, bucket: str, carries: dict[str, Carry]) -> None:
         self.conn.executemany(
@@ -247,14 +273,11 @@ class UnitOfWork:
             " posted = excluded.posted",
             [(bucket, item, str(c.exact), str(c.posted)) for item, c in carries.items()],
         )
+        if bucket in self._carries:
+            self._carries[bucket].update(carries)
 
     def save_carry(self, bucket: str, item: str, carry: Carry) -> None:
-        self.conn.execute(
-            "INSERT INTO carries (bucket, item, exact, posted) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (bucket, item) DO UPDATE SET exact = excluded.exact,"
-            " posted = excluded.posted",
-            (bucket, item, str(carry.exact), str(carry.posted)),
-        )
+        self.save_carries(bucket, {item: carry})
 
     def add_standard(
         self, bucket: str, item: str, qty: Decimal, order_no: str | None, work_center: str
