@@ -508,7 +508,25 @@ class Ledger:
         lot = _lot(cmd.lot)
         move = Move("receipt", item.code, cmd.location, lot, qty, qty * item.cost)
         self._post_move(uow, move, Posting(cmd.ts, cmd.key, cmd.cause or cmd.key))
+        if lot != NO_LOT:
+            self._settle_negative(uow, item, cmd.location, lot, qty, cmd)
         self._retry_held(uow, cmd.ts)
+
+    def _settle_negative(
+        self, uow: UnitOfWork, item: Item, location: str, lot: str, qty: Decimal, cmd: Receive
+    ) -> None:
+        """Stock consumed before its lot was booked in went negative without a lot; the lot
+        that arrives is where it physically came from, so it covers that negative first."""
+        missing = -uow.balance(item.code, location, NO_LOT)
+        if missing <= 0:
+            return
+        settle = min(qty, missing)
+        cause = f"settles {settle} {item.uom} consumed before lot {lot} was received"
+        moves = [
+            Move("adjustment", item.code, location, lot, -settle, -settle * item.cost),
+            Move("adjustment", item.code, location, NO_LOT, settle, settle * item.cost),
+        ]
+        self._post_moves(uow, moves, Posting(cmd.ts, cmd.key, cause))
 
     def _count(self, uow: UnitOfWork, cmd: Count) -> None:
         item = self._stocked_item(cmd.item)

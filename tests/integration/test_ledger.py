@@ -359,8 +359,9 @@ def test_implausible_jump_is_held_then_released_or_discarded(ledger: Ledger) -> 
     (second,) = ledger.conn.execute("SELECT id FROM held WHERE status = 'held'").fetchone()
     no_reason = ledger.execute(DiscardHeld(key="d0", ts=ledger.clock(), held_id=second, reason=""))
     assert not no_reason.ok
-    dropped = ledger.execute(DiscardHeld(key="d1", ts=ledger.clock(), held_id=second,
-                                         reason="PLC program download"))
+    dropped = ledger.execute(
+        DiscardHeld(key="d1", ts=ledger.clock(), held_id=second, reason="PLC program download")
+    )
     assert dropped.ok
     row = ledger.conn.execute("SELECT status, reason FROM held WHERE id = ?", (second,)).fetchone()
     assert row == ("discarded", "discarded: PLC program download")
@@ -369,8 +370,9 @@ def test_implausible_jump_is_held_then_released_or_discarded(ledger: Ledger) -> 
 
 def test_implausible_meter_jump_is_held_not_dropped(ledger: Ledger) -> None:
     for value in ("10", "5000010"):
-        ledger.execute(MeterReading(key="m", ts=ledger.clock(), point="doser3.total_l",
-                                    value=D(value)))
+        ledger.execute(
+            MeterReading(key="m", ts=ledger.clock(), point="doser3.total_l", value=D(value))
+        )
     assert item_total(ledger, "PAINT-9005") == 0
     (held_id,) = ledger.conn.execute("SELECT id FROM held WHERE status = 'held'").fetchone()
     assert ledger.execute(ReleaseHeld(key="rel", ts=ledger.clock(), held_id=held_id)).ok
@@ -378,6 +380,34 @@ def test_implausible_meter_jump_is_held_not_dropped(ledger: Ledger) -> None:
 
 
 def test_scrap_cannot_be_reported_with_a_stage(ledger: Ledger) -> None:
-    result = ledger.execute(Complete(key="s", ts=ledger.clock(), work_center="PRESS-3", good=1,
-                                     scrap=1, stage="paint"))
+    result = ledger.execute(
+        Complete(key="s", ts=ledger.clock(), work_center="PRESS-3", good=1, scrap=1, stage="paint")
+    )
     assert not result.ok and "without --stage" in (result.error or "")
+
+
+def test_a_received_lot_first_settles_stock_consumed_before_it_was_booked(ledger: Ledger) -> None:
+    complete(ledger, 10)  # 8.755 kg of steel used before any lot is booked in
+    assert balances(ledger)[("STEEL-2MM", None)] == D("-8.755")
+    receive(ledger, "STEEL-2MM", "5", "H1")  # not enough to settle it all
+    assert balances(ledger)[("STEEL-2MM", "H1")] == 0
+    assert balances(ledger)[("STEEL-2MM", None)] == D("-3.755")
+    receive(ledger, "STEEL-2MM", "100", "H2")
+    assert balances(ledger)[("STEEL-2MM", "H2")] == D("96.245")
+    assert balances(ledger)[("STEEL-2MM", None)] == 0
+    assert item_total(ledger, "STEEL-2MM") == D("96.245")  # the total never changed meaning
+    kinds = [
+        r[0]
+        for r in ledger.conn.execute(
+            "SELECT kind FROM journal WHERE item = 'STEEL-2MM' ORDER BY seq"
+        )
+    ]
+    assert kinds == [
+        "backflush",
+        "receipt",
+        "adjustment",
+        "adjustment",
+        "receipt",
+        "adjustment",
+        "adjustment",
+    ]
