@@ -8,8 +8,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+
+from lineside.simulators.plc import PlcSimulator
+from tests.broker import Consumer, tx_check
 
 LINE = """
 gateway: {{id: gw-chaos, site: test, data_dir: ./var}}
@@ -107,3 +110,47 @@ def wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+TX = "lineside/v1/test/gw-chaos/tx"
+
+
+def finish(agent: AgentProcess, config: Path, plc: PlcSimulator) -> None:
+    """Stop the line, let the agent read the last values and drain the outbox, stop it."""
+    plc.set_rate(1, "good", 0)
+    plc.set_rate(1, "scrap", 0)
+    good, scrap = int(plc.value(1, "good")), int(plc.value(1, "scrap"))
+    conn = ledger(config)
+    wait_for(
+        lambda: counter(conn, "plc.good") == good and counter(conn, "plc.scrap") == scrap,
+        60,
+        "the agent to read the last values",
+    )
+    wait_for(
+        lambda: (
+            conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_ts IS NULL").fetchone()[0] == 0
+        ),
+        120,
+        "the outbox to drain",
+    )
+    assert agent.stop() == 0
+
+
+def assert_exact(config: Path, consumer: Consumer, good: int, scrap: int) -> None:
+    """The ledger holds exactly good and scrap units × the BOM, every transaction reached
+    the consumer once (after de-duplication) in the ledger's order, and SQLite is sound."""
+    conn = ledger(config)
+    booked = totals(conn)
+    assert booked[("completion", "FG")] == good
+    for item, per_unit in PER_UNIT.items():
+        exact = per_unit * (good + scrap)
+        posted = -(
+            booked.get(("backflush", item), Decimal(0)) + booked.get(("scrap", item), Decimal(0))
+        )
+        assert posted == exact.quantize(
+            Decimal("0.001") if item == "SHEET" else Decimal(1), ROUND_HALF_UP
+        )
+    received, _ = tx_check(consumer.on(TX))
+    journal = [row[0] for row in conn.execute("SELECT id FROM journal ORDER BY seq")]
+    assert [tx["id"] for tx in received] == journal
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -11,20 +11,18 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
 
 from lineside.simulators.plc import PlcSimulator, SimPoint
-from tests.broker import Broker, Consumer, tx_check
+from tests.broker import Broker, Consumer
 from tests.faults.agent_process import (
-    PER_UNIT,
+    TX,
     AgentProcess,
-    counter,
+    assert_exact,
     counter_of,
-    ledger,
-    totals,
+    finish,
     wait_for,
     write_line,
 )
@@ -54,9 +52,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     tmp_path: Path, broker: Broker, plc: PlcSimulator
 ) -> None:
     config = write_line(tmp_path, broker.port, plc.port)
-    consumer = Consumer(
-        broker.port, ["lineside/v1/test/gw-chaos/tx"], client_id="chaos-erp", persistent=True
-    ).start()
+    consumer = Consumer(broker.port, [TX], client_id="chaos-erp", persistent=True).start()
     agent = AgentProcess(config)
     rng = random.Random(20261125)
     agent.start()
@@ -68,40 +64,10 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
         agent.kill9()
         time.sleep(rng.uniform(0.0, 0.8))  # the PLC goes on counting while the agent is down
         agent.start()
-    plc.set_rate(1, "good", 0)
-    plc.set_rate(1, "scrap", 0)
-    good_end, scrap_end = int(plc.value(1, "good")), int(plc.value(1, "scrap"))
-    conn = ledger(config)
-    wait_for(
-        lambda: counter(conn, "plc.good") == good_end and counter(conn, "plc.scrap") == scrap_end,
-        60,
-        "the agent to catch up",
-    )
-    wait_for(
-        lambda: (
-            conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_ts IS NULL").fetchone()[0] == 0
-        ),
-        60,
-        "the outbox to drain",
-    )
-    assert agent.stop() == 0
+    finish(agent, config, plc)
     consumer.stop()
 
-    good = good_end - GOOD0
-    scrap = (scrap_end - SCRAP0) % 65536
-    assert good > 100 and scrap > 5, (good, scrap)
-    booked = totals(conn)
-    assert booked[("completion", "FG")] == good
-    for item, per_unit in PER_UNIT.items():
-        exact = per_unit * (good + scrap)
-        posted = -(booked.get(("backflush", item), Decimal(0)) + booked.get(("scrap", item), 0))
-        assert posted == exact.quantize(
-            Decimal("0.001") if item == "SHEET" else Decimal(1), ROUND_HALF_UP
-        )
-    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-
-    received, _repeats = tx_check(consumer.on("lineside/v1/test/gw-chaos/tx"))
-    ids = [tx["id"] for tx in received]
-    journal = [row[0] for row in conn.execute("SELECT id FROM journal ORDER BY seq")]
-    assert len(set(ids)) == len(ids) == len(journal)  # none twice, none missing
-    assert ids == journal  # and in the ledger's order
+    good = int(plc.value(1, "good")) - GOOD0
+    scrap = (int(plc.value(1, "scrap")) - SCRAP0) % 65536
+    assert good > 100 and scrap > 5, (good, scrap)  # the run really produced
+    assert_exact(config, consumer, good, scrap)

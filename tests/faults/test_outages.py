@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,16 @@ import pytest
 from lineside.simulators.plc import PlcSimulator, SimPoint
 from tests.broker import Broker, Consumer, tx_check
 from tests.faults.agent_process import (
-    PER_UNIT,
+    TX,
     AgentProcess,
-    counter,
+    assert_exact,
     counter_of,
+    finish,
     ledger,
-    totals,
     wait_for,
     write_line,
 )
 
-TX = "lineside/v1/test/gw-chaos/tx"
 ALERTS = "lineside/v1/test/gw-chaos/alerts"
 SCRAP0 = 65530  # a uint16 scrap counter that rolls over during every run
 
@@ -43,45 +41,6 @@ def plc() -> Iterator[PlcSimulator]:
     sim.start()
     yield sim
     sim.stop()
-
-
-def finish(agent: AgentProcess, config: Path, plc: PlcSimulator) -> None:
-    """Stop the line, let the agent read the last values and drain the outbox, stop it."""
-    plc.set_rate(1, "good", 0)
-    plc.set_rate(1, "scrap", 0)
-    good, scrap = int(plc.value(1, "good")), int(plc.value(1, "scrap"))
-    conn = ledger(config)
-    wait_for(
-        lambda: counter(conn, "plc.good") == good and counter(conn, "plc.scrap") == scrap,
-        60,
-        "the agent to read the last values",
-    )
-    wait_for(
-        lambda: (
-            conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_ts IS NULL").fetchone()[0] == 0
-        ),
-        120,
-        "the outbox to drain",
-    )
-    assert agent.stop() == 0
-
-
-def assert_exact(config: Path, consumer: Consumer, good: int, scrap: int) -> None:
-    conn = ledger(config)
-    booked = totals(conn)
-    assert booked[("completion", "FG")] == good
-    for item, per_unit in PER_UNIT.items():
-        exact = per_unit * (good + scrap)
-        posted = -(
-            booked.get(("backflush", item), Decimal(0)) + booked.get(("scrap", item), Decimal(0))
-        )
-        assert posted == exact.quantize(
-            Decimal("0.001") if item == "SHEET" else Decimal(1), ROUND_HALF_UP
-        )
-    received, _ = tx_check(consumer.on(TX))
-    journal = [row[0] for row in conn.execute("SELECT id FROM journal ORDER BY seq")]
-    assert [tx["id"] for tx in received] == journal
-    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 def start_line(
