@@ -21,7 +21,7 @@ from typing import Any
 
 from lineside import __version__
 from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
-from lineside.agent.commands import Command, Notice
+from lineside.agent.commands import Command, Notice, Result
 from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Clock, Ledger, utc_now
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
@@ -230,6 +230,11 @@ class Agent:
         except sqlite3.Error as exc:
             self._ledger_failed(exc, commands)
             return
+        except Exception:  # a bug in a handler must not end the writer: isolate the command
+            log.exception(
+                "internal error in a batch of %d commands; retrying one by one", len(commands)
+            )
+            results = [self._execute_alone(c) for c in commands]
         if self.ledger_error is not None:
             log.warning("ledger writable again: counting resumes from the PLC's counters")
             self.ledger_error = None
@@ -244,6 +249,16 @@ class Agent:
             for alert in result.alerts:
                 self.metrics.alerts.labels(alert["kind"]).inc()
                 log.warning("alert %s", " ".join(f"{k}={v}" for k, v in alert.items() if k != "ts"))
+
+    def _execute_alone(self, command: Command) -> Result:
+        assert self.ledger is not None
+        try:
+            return self.ledger.execute(command)
+        except Exception as exc:
+            log.exception(
+                "INTERNAL ERROR: %s %s was not applied", type(command).__name__, command.key
+            )
+            return Result(ok=False, error=f"internal error: {exc}")
 
     def _ledger_failed(self, exc: sqlite3.Error, commands: list[Command]) -> None:
         """Disk full or I/O error: nothing was written, counters did not advance, so the

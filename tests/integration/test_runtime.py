@@ -100,3 +100,35 @@ def test_a_crashing_driver_stops_neither_other_devices_nor_sync(
     finally:
         agent.stop()
         consumer.stop()
+
+
+def test_a_handler_bug_is_isolated_and_the_writer_goes_on(
+    tmp_path: Path, broker: Broker, plc: PlcSimulator
+) -> None:
+    from datetime import UTC, datetime
+
+    from lineside.agent.commands import Complete, Notice
+
+    path = tmp_path / "line.yaml"
+    path.write_text(CONFIG.format(broker=broker.port, plc=plc.port))
+    agent = Agent(load(path))
+    agent.start()
+    try:
+        assert agent.ledger is not None
+
+        def buggy(uow: Any, cmd: Any) -> None:
+            raise ZeroDivisionError("a bug")
+
+        agent.ledger._handlers[Notice] = buggy
+        now = datetime.now(UTC)
+        agent._write(
+            [
+                Notice(key="", ts=now, kind="x"),
+                Complete(key="ok-1", ts=now, work_center="CELL-1", good=3),
+            ]
+        )
+        qty = agent.ledger.conn.execute("SELECT qty FROM stock WHERE item = 'FG'").fetchone()[0]
+        assert qty == "3"
+        assert agent._writer is not None and agent._writer.is_alive()
+    finally:
+        agent.stop()
