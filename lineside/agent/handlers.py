@@ -325,7 +325,7 @@ class Ledger:
             if reason is None:
                 uow.resolve_held(held_id, "posted", ts)
             else:
-                uow.resolve_held(held_id, "held", ts, reason=reason)
+                uow.still_held(held_id, reason)
 
     # -- readings ------------------------------------------------------------------------
     def _counter_reading(self, uow: UnitOfWork, cmd: CounterReading) -> None:
@@ -476,7 +476,6 @@ class Ledger:
         self._open_held(uow, cmd.held_id)
         if not cmd.reason.strip():
             raise Rejected("say why the event is discarded (--reason)")
-        uow.resolve_held(cmd.held_id, "discarded", cmd.ts)
         uow.resolve_held(cmd.held_id, "discarded", cmd.ts, reason=f"discarded: {cmd.reason}")
 
     @staticmethod
@@ -521,7 +520,7 @@ class Ledger:
         if missing <= 0:
             return
         settle = min(qty, missing)
-        cause = f"settles {settle} {item.uom} consumed before lot {lot} was received"
+        cause = f"settles {item.round(settle)} {item.uom} consumed before lot {lot} was received"
         moves = [
             Move("adjustment", item.code, location, lot, -settle, -settle * item.cost),
             Move("adjustment", item.code, location, NO_LOT, settle, settle * item.cost),

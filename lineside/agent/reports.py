@@ -240,10 +240,15 @@ def _genealogy(
 def abc_classes(conn: sqlite3.Connection) -> dict[str, str]:
     """A: items making the first 80% of consumption value, B the next 15%, C the rest."""
     value: dict[str, Decimal] = defaultdict(Decimal)
+    reversed_kind = _effective_kind(conn)
     for r in rows(
-        conn, "SELECT item, cost FROM journal WHERE kind IN ('backflush', 'scrap', 'measured')"
+        conn,
+        "SELECT item, cost, kind, reverses FROM journal WHERE kind IN"
+        " ('backflush', 'scrap', 'measured', 'reversal')",
     ):
-        value[r["item"]] -= Decimal(r["cost"])
+        kind = reversed_kind.get(r["reverses"]) if r["kind"] == "reversal" else r["kind"]
+        if kind in CONSUMING:  # a reversal counts as the negative of what it reverses
+            value[r["item"]] -= Decimal(r["cost"])
     total = sum(value.values(), Decimal(0))
     classes: dict[str, str] = {}
     running = Decimal(0)

@@ -325,13 +325,16 @@ class UnitOfWork:
     def resolve_held(
         self, held_id: int, status: str, ts: datetime, reason: str | None = None
     ) -> None:
-        if reason is None:
-            self.conn.execute(
-                "UPDATE held SET status = ?, resolved_ts = ? WHERE id = ?",
-                (status, iso(ts), held_id),
-            )
-        else:
-            self.conn.execute("UPDATE held SET reason = ? WHERE id = ?", (reason, held_id))
+        """Posted or discarded: the status and when. reason, when given, replaces the old."""
+        self.conn.execute(
+            "UPDATE held SET status = ?, resolved_ts = ?, reason = COALESCE(?, reason)"
+            " WHERE id = ?",
+            (status, iso(ts), reason, held_id),
+        )
+
+    def still_held(self, held_id: int, reason: str) -> None:
+        """A retry that could not post: the event keeps waiting, for this reason now."""
+        self.conn.execute("UPDATE held SET reason = ? WHERE id = ?", (reason, held_id))
 
     # -- orders --------------------------------------------------------------------------
     def active_order(self, work_center: str) -> tuple[str, str] | None:
