@@ -46,6 +46,8 @@ def configure(fmt: Literal["keyvalue", "json"], level: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # paho and pymodbus are chatty at INFO about things we already report once.
-    for noisy in ("pymodbus", "paho", "asyncio"):
+    # The drivers report a device down once and up once; pymodbus would log every failed
+    # connect in between, which is the noise a technician must not have to read.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    for noisy in ("paho", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -84,7 +84,7 @@ class ModbusRtuConfig(DriverModel):
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
-    unit: int = Field(default=1, ge=0, le=247)
+    unit: int = Field(default=1, ge=1, le=247)  # 0 is broadcast: it never answers
     poll_ms: int = Field(default=1000, ge=50, le=3_600_000)
     timeout_ms: int = Field(default=1000, ge=50, le=60_000)
     pause_ms: int = Field(default=20, ge=0, le=10_000)

@@ -78,8 +78,12 @@ def float_to_decimal(value: float, point_type: PointType = "float64") -> Decimal
     if not math.isfinite(value):
         raise DecodeError(f"not a finite number: {value}")
     text = _shortest_float32(value) if point_type == "float32" else repr(value)
-    # format "f" turns 1E+1 into 10: downstream code and JSON want plain digits.
-    return Decimal(format(Decimal(text), "f"))
+    # Fixed-point digits: "1e+10" must not become Decimal("1E+10") (a positive exponent
+    # surprises quantize and str), and "10000000000.0" carries no extra information.
+    plain = format(Decimal(text), "f")
+    if "." in plain:
+        plain = plain.rstrip("0").rstrip(".")
+    return Decimal(plain)
 
 
 def _shortest_float32(value: float) -> str:

@@ -12,6 +12,7 @@ Python API (tests)::
     sim.set(1, "good", 65530)        # also reset(), advance(), set_rate(), value()
     sim.go_offline(10)               # refuse connections for 10 s, then listen again
     sim.raise_exception(2, 3)        # answer every request with exception 2 for 3 s
+    sim.silence(1, 2)                # unit 1 does not answer for 2 s (the others do)
     sim.violations                   # RTU: requests that overlapped on the bus
     sim.stop()
 
@@ -46,16 +47,20 @@ is optional::
         - {at_s: 15, point: scrap, reset: true}     # the counter restarts from 0
         - {at_s: 18, point: good, rate_per_s: 5}    # the line speeds up
         - {at_s: 20, offline_s: 10}                 # refuse connections for 10 s
+        - {at_s: 35, silent_s: 2}                   # this unit does not answer for 2 s
         - {at_s: 40, exception: 2, duration_s: 3}   # answer with exception code 2
         - {at_s: 50, exception: 4, duration_s: 3, point: scrap}  # only requests for scrap
     doser3:
       points:
         total_l: {value: 100.0, rate_per_s: 0.05}   # a float32 totalizer in litres
 
-Each event does exactly one of ``set``, ``reset``, ``rate_per_s``, ``offline_s`` or
-``exception`` (which needs ``duration_s``). Points not named in ``points`` hold 0.
-Devices sharing a listener (RTU devices on one port, TCP devices on one host:port)
-share it: an ``offline_s`` event of one takes them all offline.
+Each event does exactly one of ``set``, ``reset``, ``rate_per_s``, ``offline_s``,
+``silent_s`` or ``exception`` (which needs ``duration_s``). Points not named in
+``points`` hold 0. Devices sharing a listener (RTU devices on one port, TCP devices
+on one host:port) share it: an ``offline_s`` event of one takes them all offline,
+while ``silent_s`` silences only that device's unit (the others keep answering).
+A request for a unit the simulator does not serve gets no answer over RTU (as on
+a real line) and exception 11 (gateway target failed to respond) over TCP.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
-from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -251,6 +256,11 @@ class BusMonitor:
             with self._lock:
                 self._open.pop(connection, None)
 
+    def unanswered(self, connection: int) -> None:
+        """The request gets no answer (a silent unit): the line is free again at once."""
+        with self._lock:
+            self._open.pop(connection, None)
+
     def forget_open(self) -> None:
         with self._lock:
             self._open.clear()
@@ -289,6 +299,45 @@ class BusMonitor:
             self._transactions.append(Transaction(opened[0], opened[1], now))
 
 
+Verdict = Literal["answer", "silent", "unknown"]
+
+
+class _Handler(ServerRequestHandler):
+    """One connection's request handler, traced; silent and unknown units do not answer."""
+
+    def __init__(self, server: _PlcServer, connection: int) -> None:
+        monitor = server.monitor
+        # pymodbus leaves this constructor untyped.
+        super().__init__(  # type: ignore[no-untyped-call]
+            server,
+            None,
+            partial(monitor.trace_pdu, connection),
+            partial(monitor.trace_connect, connection),
+        )
+        self._plc = server
+        self._connection = connection
+
+    async def handle_request(self) -> None:
+        request = self.last_pdu
+        if request is None:
+            return
+        verdict = self._plc.verdict(int(request.dev_id))
+        if verdict == "answer":
+            await super().handle_request()  # type: ignore[no-untyped-call]
+        elif verdict == "unknown" and not self._plc.rtu:
+            # What a TCP gateway answers for a unit behind it that does not exist.
+            response = ExceptionResponse(
+                request.function_code,
+                ExcCodes.GATEWAY_NO_RESPONSE,
+                request.dev_id,
+                request.transaction_id,
+            )
+            self.server_send(response, self.last_addr)  # type: ignore[no-untyped-call]
+        else:
+            # An absent or silent RS-485 unit says nothing: the master times out.
+            self._plc.monitor.unanswered(self._connection)
+
+
 class _PlcServer(ModbusTcpServer):
     """pymodbus' TCP server, with one traced request handler per connection."""
 
@@ -298,19 +347,15 @@ class _PlcServer(ModbusTcpServer):
         address: tuple[str, int],
         framer: FramerType,
         monitor: BusMonitor,
+        verdict: Callable[[int], Verdict],
     ) -> None:
         super().__init__(devices, address=address, framer=framer)
-        self._monitor = monitor
+        self.monitor = monitor
+        self.verdict = verdict
+        self.rtu = framer == FramerType.RTU
 
     def callback_new_connection(self) -> ServerRequestHandler:
-        connection = self._monitor.new_connection()
-        # pymodbus leaves this constructor untyped.
-        return ServerRequestHandler(  # type: ignore[no-untyped-call]
-            self,
-            None,
-            partial(self._monitor.trace_pdu, connection),
-            partial(self._monitor.trace_connect, connection),
-        )
+        return _Handler(self, self.monitor.new_connection())
 
 
 # --------------------------------------------------------------------------- simulator
@@ -365,6 +410,7 @@ class PlcSimulator:
         }
         self._specs = {unit: dict(points) for unit, points in units.items()}
         self._faults: list[_Fault] = []
+        self._silent_until: dict[int, float] = {}
         self.monitor = BusMonitor(
             name, framer == "rtu" if check_overlap is None else check_overlap, clock
         )
@@ -482,6 +528,23 @@ class PlcSimulator:
             "%s: exception %d for %.3g s (unit %s, point %s)", self.name, code, seconds, unit, point
         )
 
+    def silence(self, unit: int, seconds: float) -> None:
+        """The unit stops answering for ``seconds`` (an RS-485 slave switched off), while
+        the listener and the other units go on."""
+        self._counter_unit(unit)
+        with self._lock:
+            self._silent_until[unit] = self._clock() + seconds
+        log.info("%s: unit %d silent for %.3g s", self.name, unit, seconds)
+
+    def verdict(self, unit: int) -> Verdict:
+        """Whether a request for unit is answered (thread-safe; used by the handlers)."""
+        if unit not in self._units:
+            return "unknown"
+        with self._lock:
+            if self._silent_until.get(unit, 0.0) > self._clock():
+                return "silent"
+        return "answer"
+
     @property
     def violations(self) -> list[Overlap]:
         return self.monitor.violations
@@ -516,6 +579,8 @@ class PlcSimulator:
         kind = event.action()
         if kind == "offline":
             await self._go_offline(float(event.offline_s or 0))
+        elif kind == "silent":
+            self.silence(unit, float(event.silent_s or 0))
         elif kind == "exception":
             self.raise_exception(
                 event.exception or 0, float(event.duration_s or 0), unit, event.point
@@ -543,7 +608,9 @@ class PlcSimulator:
 
     async def _listen(self) -> None:
         framer = FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET
-        server = _PlcServer(self._devices(), (self.host, self._port), framer, self.monitor)
+        server = _PlcServer(
+            self._devices(), (self.host, self._port), framer, self.monitor, self.verdict
+        )
         await server.serve_forever(background=True)
         self._server = server
         if self._port == 0:
@@ -554,7 +621,7 @@ class PlcSimulator:
         if self._back is not None:
             self._back.cancel()
         if self._server is not None:
-            await self._server.shutdown()  # type: ignore[no-untyped-call]
+            await _close_server(self._server)
             self._server = None
             self.monitor.forget_open()
         log.warning(
@@ -576,7 +643,7 @@ class PlcSimulator:
         for task in [*self._tasks, *([self._back] if self._back else [])]:
             task.cancel()
         if self._server is not None:
-            await self._server.shutdown()  # type: ignore[no-untyped-call]
+            await _close_server(self._server)
             self._server = None
 
     def _devices(self) -> list[SimDevice]:
@@ -633,6 +700,12 @@ class PlcSimulator:
                 return fault.code
         return None
 
+    def _counter_unit(self, unit: int) -> _Unit:
+        try:
+            return self._units[unit]
+        except KeyError:
+            raise KeyError(f"{self.name} has no unit {unit}") from None
+
     def _counter(self, unit: int, point: str) -> Counter:
         try:
             return self._units[unit].counters[point]
@@ -647,6 +720,17 @@ class PlcSimulator:
         if len(units) != 1:
             raise ValueError(f"say which unit: point {point!r} is on units {units}")
         return units[0]
+
+
+async def _close_server(server: _PlcServer) -> None:
+    """Close the listener and every connection, including one accepted at the last moment."""
+    await server.shutdown()  # type: ignore[no-untyped-call]
+    # asyncio sets up a just-accepted connection in a callback that runs after the
+    # listener closed; let it run, then close that connection too, so that no socket
+    # outlives the server (a real PLC that goes away drops every connection).
+    await asyncio.sleep(0.01)
+    for connection in list(server.active_connections.values()):
+        connection.close()
 
 
 def _store(counter: Counter, start: int, registers: list[int], now: float) -> None:
@@ -728,7 +812,7 @@ class PointScenario(_ScenarioModel):
     rate_per_s: Decimal = Decimal(0)
 
 
-EventKind = Literal["set", "reset", "rate", "offline", "exception"]
+EventKind = Literal["set", "reset", "rate", "offline", "silent", "exception"]
 
 
 class ScenarioEvent(_ScenarioModel):
@@ -740,6 +824,7 @@ class ScenarioEvent(_ScenarioModel):
     reset: bool = False
     rate_per_s: Decimal | None = None
     offline_s: Decimal | None = Field(default=None, gt=0)
+    silent_s: Decimal | None = Field(default=None, gt=0)
     exception: int | None = None
     duration_s: Decimal | None = Field(default=None, gt=0)
 
@@ -752,20 +837,22 @@ class ScenarioEvent(_ScenarioModel):
                 ("reset", self.reset),
                 ("rate_per_s", self.rate_per_s is not None),
                 ("offline_s", self.offline_s is not None),
+                ("silent_s", self.silent_s is not None),
                 ("exception", self.exception is not None),
             )
             if given
         ]
         if len(chosen) != 1:
             raise ValueError(
-                "an event does exactly one of set, reset, rate_per_s, offline_s, exception; "
+                "an event does exactly one of set, reset, rate_per_s, offline_s, silent_s, "
+                "exception; "
                 f"got {', '.join(chosen) or 'none'}"
             )
         kind = chosen[0]
         if kind in ("set", "reset", "rate_per_s") and self.point is None:
             raise ValueError(f"{kind} needs a point")
-        if kind == "offline_s" and self.point is not None:
-            raise ValueError("offline_s takes the whole device offline: drop point")
+        if kind in ("offline_s", "silent_s") and self.point is not None:
+            raise ValueError(f"{kind} concerns the whole device: drop point")
         if kind == "exception":
             if self.exception not in _VALID_EXCEPTIONS:
                 raise ValueError(
@@ -780,6 +867,8 @@ class ScenarioEvent(_ScenarioModel):
     def action(self) -> EventKind:
         if self.offline_s is not None:
             return "offline"
+        if self.silent_s is not None:
+            return "silent"
         if self.exception is not None:
             return "exception"
         if self.rate_per_s is not None:
