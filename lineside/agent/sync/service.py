@@ -191,8 +191,9 @@ class Sync:
         self._threads = []
         if network.is_alive() or store.is_alive():
             # Keep the lock: a new Sync on this ledger must not publish beside these threads.
-            log.error("sync threads %s did not stop in time; the ledger stays locked",
-                      ", ".join(alive))
+            log.error(
+                "sync threads %s did not stop in time; the ledger stays locked", ", ".join(alive)
+            )
             return
         if alive:
             log.warning("sync threads %s did not stop in time", ", ".join(alive))

@@ -131,9 +131,11 @@ class TailChecker:
         return event
 
     def summary(self) -> str:
-        return (f"{self.messages} messages, {self.transactions} new transactions,"
-                f" {self.duplicates} duplicates dropped, {self.gaps} gaps, {self.repeats}"
-                " repeated seqs")
+        return (
+            f"{self.messages} messages, {self.transactions} new transactions,"
+            f" {self.duplicates} duplicates dropped, {self.gaps} gaps, {self.repeats}"
+            " repeated seqs"
+        )
 
     def _remember_id(self, tx_id: str) -> None:
         self._seen[tx_id] = None
