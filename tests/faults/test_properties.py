@@ -83,13 +83,13 @@ def test_any_counter_history_backflushes_exactly(start: int, steps: list[tuple[s
 
 def _expected_delta(last: int, new: int) -> int:
     """The oracle, written apart from the code: forward moves count, a drop is a wrap when
-    that is at most max_delta units, otherwise a reset that counts from 0."""
+    that is at most max_delta units and half the range, otherwise a reset from 0."""
     if new == last:
         return 0
     if new > last:
         return new - last if new - last <= MAX_DELTA else 0
     wrapped = UINT16 - last + new
-    return wrapped if wrapped <= MAX_DELTA else new
+    return wrapped if wrapped <= min(MAX_DELTA, UINT16 // 2) else new
 
 
 @settings(max_examples=30)

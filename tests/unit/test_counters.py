@@ -21,6 +21,7 @@ from lineside.agent.domain.counters import interpret
         (65530, 0, 16, "rollover", 6),
         (4294967290, 3, 32, "rollover", 9),
         (5000, 20, 16, "reset", 20),  # wrap-around would be 60,556 units: not plausible
+        (40000, 100, 16, "reset", 100),  # a wrap would be 25,636 units: above max_delta
         (100, 250_000, 32, "implausible", 249_900),
         (None, Decimal("12.5"), None, "baseline", 0),
         (Decimal("12.5"), Decimal("13.75"), None, "delta", Decimal("1.25")),
@@ -63,3 +64,11 @@ def test_repeats_never_count(values: list[int]) -> None:
         assert not interpret(v, v, 16, 1000).counts
         interpret(last, v, 16, 1000)
         last = v
+
+
+def test_a_uint16_reset_is_a_reset_even_when_max_delta_exceeds_the_range() -> None:
+    """max_delta 100,000 > 65,536: a drop from 500 to 0 must not pass as 65,036 units."""
+    assert (interpret(500, 0, 16, 100_000).kind, interpret(500, 0, 16, 100_000).delta) == (
+        "reset", 0)
+    assert interpret(65_000, 100, 16, 100_000).kind == "rollover"
+    assert interpret(65_000, 100, 16, 100_000).delta == 636

@@ -27,8 +27,8 @@ def interpret(
     """Compare a fresh reading with the last one seen.
 
     The first reading ever is a baseline. A drop is a rollover when the wrap-around
-    delta at the counter's width is plausible (at most max_delta), otherwise a reset,
-    which counts from 0. A plausible-looking jump above max_delta is 'implausible':
+    delta at the counter's width is plausible (at most max_delta, and at most half the
+    counter's range), otherwise a reset, which counts from 0. A plausible-looking jump above max_delta is 'implausible':
     held for a person to look at, never posted on its own.
     """
     if last is None:
@@ -39,7 +39,9 @@ def interpret(
         delta = new - last
         return CounterDelta("delta" if delta <= max_delta else "implausible", delta)
     if width_bits is not None and width_bits > 1:
+        # A wrap is only believable from the top half of the range to the bottom half:
+        # a 16-bit counter dropping from 500 to 0 was reset, not 65,036 units further.
         wrapped = (2**width_bits - last) + new
-        if 0 < wrapped <= max_delta:
+        if 0 < wrapped <= min(max_delta, 2 ** (width_bits - 1)):
             return CounterDelta("rollover", wrapped)
     return CounterDelta("reset" if new <= max_delta else "implausible", new)
