@@ -511,7 +511,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     import yaml
 
     from lineside.agent.yamlsource import parse
-    from lineside.simulators.run import start_all, unknown_devices
+    from lineside.simulators.run import scenario_problems, start_all
 
     loaded = _load(args)
     scenario: dict[str, Any] = {}
@@ -523,9 +523,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
         if not isinstance(data, dict):
             raise UsageError(f"scenario {args.scenario}: must map device names to sections")
         scenario = data
-    unknown = unknown_devices(loaded.config, scenario)
-    if unknown:
-        raise UsageError(f"scenario names devices the config does not have: {', '.join(unknown)}")
+    problems = scenario_problems(loaded.config, scenario)
+    if problems:
+        what = f"{args.config} with {args.scenario}" if args.scenario else args.config
+        raise UsageError(f"cannot simulate {what}:\n  " + "\n  ".join(problems))
     stop = threading.Event()
     threads = start_all(loaded.config, scenario, stop)
     print(f"simulating {len(loaded.config.devices)} devices of {args.config}; Ctrl-C stops")

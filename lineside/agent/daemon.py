@@ -24,72 +24,98 @@ class StartupError(Exception):
 
 
 def run(loaded: LoadedConfig, notifier: Notifier | None = None) -> int:
-    cfg = loaded.config
-    logs.configure(cfg.log.format, cfg.log.level)
-    notifier = notifier or Notifier()
-    agent = Agent(loaded)
-    try:
-        agent.start()
-    except (SyncSetupError, OSError) as exc:
-        raise StartupError(str(exc)) from exc
-    health = None
-    if cfg.health is not None:
-        health = HealthServer(cfg.health.listen, agent.health, agent.metrics.render)
-        health.start()
-        log.info("health on http://%s:%d/healthz", *health.address)
-    stop, reload = threading.Event(), threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        (reload if signum == signal.SIGHUP else stop).set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, on_signal)
-    notifier.ready(_status_line(agent))
-    _main_loop(agent, notifier, stop, reload)
-    notifier.stopping()
-    log.info("stopping")
-    if health is not None:
-        health.stop()
-    agent.stop(STOP_BUDGET_S)
-    log.info("stopped")
-    return 0
+    return Daemon(loaded, notifier or Notifier()).run()
 
 
-def _main_loop(
-    agent: Agent, notifier: Notifier, stop: threading.Event, reload: threading.Event
-) -> None:
-    tick = min(1.0, notifier.watchdog_s / 3) if notifier.watchdog_s else 1.0
-    last_gauges = 0.0
-    while not stop.wait(tick):
-        if reload.is_set():
-            reload.clear()
-            _reload(agent, notifier)
-        healthy, _ = agent.health()
-        writer_ok = agent.writer_heartbeat > time.monotonic() - 10
-        if writer_ok:  # the watchdog asks whether the loops live, not whether the broker does
-            notifier.watchdog()
-        if time.monotonic() - last_gauges > 5:
-            last_gauges = time.monotonic()
-            try:
-                agent.refresh_gauges()
-            except Exception:
-                log.debug("gauges not refreshed", exc_info=True)
-            notifier.status(_status_line(agent))
-        if not healthy:
-            log.debug("unhealthy: %s", agent.health()[1]["problems"])
+class Daemon:
+    """The agent, its health server and the systemd conversation, for one process."""
 
+    def __init__(self, loaded: LoadedConfig, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.agent = Agent(loaded)
+        self.health: HealthServer | None = None
+        self.stop = threading.Event()
+        self.reload = threading.Event()
 
-def _reload(agent: Agent, notifier: Notifier) -> None:
-    notifier.reloading()
-    try:
-        loaded = load(agent.loaded.path)
-    except ConfigInvalid as exc:
-        for error in exc.errors:
-            log.error("reload refused: %s", error)
-        log.error("config reload refused (%d errors): still running the old one", len(exc.errors))
-    else:
-        agent.reload(loaded)
-    notifier.ready(_status_line(agent))
+    def run(self) -> int:
+        cfg = self.agent.loaded.config
+        logs.configure(cfg.log.format, cfg.log.level)
+        try:
+            self.agent.start()
+            self._start_health()
+        except (SyncSetupError, OSError) as exc:
+            raise StartupError(str(exc)) from exc
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        self.notifier.ready(_status_line(self.agent))
+        self._main_loop()
+        self.notifier.stopping()
+        log.info("stopping")
+        if self.health is not None:
+            self.health.stop()
+        self.agent.stop(STOP_BUDGET_S)
+        log.info("stopped")
+        return 0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        (self.reload if signum == signal.SIGHUP else self.stop).set()
+
+    def _start_health(self) -> None:
+        health = self.agent.loaded.config.health
+        if health is None:
+            return
+        self.health = HealthServer(health.listen, self.agent.health, self.agent.metrics.render)
+        self.health.start()
+        log.info("health on http://%s:%d/healthz", *self.health.address)
+
+    def _main_loop(self) -> None:
+        notifier, agent = self.notifier, self.agent
+        tick = min(1.0, notifier.watchdog_s / 3) if notifier.watchdog_s else 1.0
+        last_gauges = 0.0
+        while not self.stop.wait(tick):
+            if self.reload.is_set():
+                self.reload.clear()
+                self._reload()
+            # the watchdog asks whether the loops live, not whether the broker does
+            if agent.writer_heartbeat > time.monotonic() - 10:
+                notifier.watchdog()
+            if time.monotonic() - last_gauges > 5:
+                last_gauges = time.monotonic()
+                try:
+                    agent.refresh_gauges()
+                except Exception:  # figures for people must never stop the agent
+                    log.debug("gauges not refreshed", exc_info=True)
+                notifier.status(_status_line(agent))
+
+    def _reload(self) -> None:
+        self.notifier.reloading()
+        old = self.agent.loaded.config
+        try:
+            loaded = load(self.agent.loaded.path)
+        except ConfigInvalid as exc:
+            for error in exc.errors:
+                log.error("reload refused: %s", error)
+            log.error(
+                "config reload refused (%d errors): still running the old one", len(exc.errors)
+            )
+        else:
+            self.agent.reload(loaded)
+            new = self.agent.loaded.config
+            if new.log != old.log:
+                logs.configure(new.log.format, new.log.level)
+            if new.health != old.health:
+                if self.health is not None:
+                    self.health.stop()
+                    self.health = None
+                try:
+                    self._start_health()
+                except OSError as exc:
+                    log.error(
+                        "health server not restarted on %s: %s",
+                        new.health.listen if new.health else "-",
+                        exc,
+                    )
+        self.notifier.ready(_status_line(self.agent))
 
 
 def _status_line(agent: Agent) -> str:

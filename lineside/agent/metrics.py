@@ -15,7 +15,10 @@ class Metrics:
         )
         self.scans = Counter("lineside_scans", "Barcodes read", ["device", "result"], registry=r)
         self.deltas = Counter(
-            "lineside_counter_deltas", "Counter changes posted", ["point"], registry=r
+            "lineside_counter_deltas",
+            "Counter and meter changes that posted",
+            ["point"],
+            registry=r,
         )
         self.units = Counter(
             "lineside_units_backflushed", "Finished units reported", ["work_center"], registry=r

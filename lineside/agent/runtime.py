@@ -21,7 +21,7 @@ from typing import Any
 
 from lineside import __version__
 from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
-from lineside.agent.commands import Command, Notice, Result
+from lineside.agent.commands import Command, CounterReading, MeterReading, Notice, Result
 from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Clock, Ledger, utc_now
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
@@ -46,6 +46,7 @@ class DeviceState:
     last_reading_ts: datetime | None = None
     last_values: dict[str, str] = field(default_factory=dict)
     restarts: int = 0
+    first_point: str | None = None
 
 
 class Supervisor:
@@ -118,8 +119,8 @@ class Agent:
         self.sync = Sync(self.loaded, self.ledger, self.db_path, clock=self.clock)
         self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
         self._writer.start()
+        self.sync.start()  # takes the ledger's publisher lock before any device is polled
         self._start_devices()
-        self.sync.start()
         log.info(
             "lineside %s started: gateway %s, %d devices, ledger %s",
             __version__,
@@ -242,6 +243,8 @@ class Agent:
         for command, result in zip(commands, results, strict=True):
             if not result.ok and not result.duplicate:
                 log.warning("refused %s: %s", type(command).__name__, result.error)
+            if result.transactions and isinstance(command, CounterReading | MeterReading):
+                self.metrics.deltas.labels(command.point).inc()
             for tx in result.transactions:
                 self.metrics.transactions.labels(tx["kind"]).inc()
                 if tx["kind"] == "completion" and tx["work_center"]:
@@ -285,10 +288,13 @@ class Agent:
     def _reading(self, reading: Reading) -> Command | None:
         state = self.devices.setdefault(reading.device, DeviceState())
         self.metrics.readings.labels(reading.device).inc()
-        if state.last_reading_ts is not None:
-            gap = (reading.ts - state.last_reading_ts).total_seconds()
-            self.metrics.poll_interval.labels(reading.device).observe(max(gap, 0.0))
-        state.last_reading_ts = reading.ts
+        if state.first_point is None:
+            state.first_point = reading.point
+        if reading.point == state.first_point:  # once per poll, not once per point
+            if state.last_reading_ts is not None:
+                gap = (reading.ts - state.last_reading_ts).total_seconds()
+                self.metrics.poll_interval.labels(reading.device).observe(max(gap, 0.0))
+            state.last_reading_ts = reading.ts
         if not reading.ok:
             self.metrics.read_failures.labels(reading.device).inc()
         else:
@@ -393,6 +399,4 @@ class Agent:
 
 
 def _is_reading(command: Command) -> bool:
-    from lineside.agent.commands import CounterReading, MeterReading
-
     return isinstance(command, CounterReading | MeterReading)

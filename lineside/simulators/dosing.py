@@ -57,7 +57,7 @@ class PumpScenario(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rate_l_per_s: Decimal = Field(ge=0)
+    rate_l_per_s: Decimal = Field(default=Decimal(0), ge=0)
     interval_ms: int = Field(default=1000, ge=10, le=3_600_000)
     start_l: Decimal = Field(default=Decimal(0), ge=0)
     unit: Literal["L", "mL"] = "L"

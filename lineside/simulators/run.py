@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from lineside.agent.config import LinesideConfig
 from lineside.drivers.base import StopFlag
 from lineside.drivers.dosing import AsciiMeterConfig
@@ -23,6 +25,39 @@ log = logging.getLogger("lineside.simulators")
 
 def unknown_devices(config: LinesideConfig, scenario: Mapping[str, Any]) -> list[str]:
     return sorted(set(scenario) - set(config.devices))
+
+
+def scenario_problems(config: LinesideConfig, scenario: Mapping[str, Any]) -> list[str]:
+    """Every section checked against its device before anything starts: name: problem."""
+    problems = [
+        f"{name}: no such device in the config" for name in unknown_devices(config, scenario)
+    ]
+    for name, device in config.devices.items():
+        section = scenario.get(name)
+        port = getattr(device, "port", None)
+        if isinstance(device, ModbusRtuConfig | SerialScannerConfig | AsciiMeterConfig) and (
+            isinstance(port, str) and port.startswith("/dev/")
+        ):
+            problems.append(
+                f"{name}: its port {port} is real hardware; to simulate it, give it"
+                " a socket://127.0.0.1:PORT port in a copy of the config"
+            )
+            continue
+        try:
+            if isinstance(device, ModbusTcpConfig | ModbusRtuConfig):
+                model = plc.DeviceScenario.model_validate(section or {})
+                problems += [f"{name}.{p}" for p in plc.scenario_problems(model, device)]
+            elif isinstance(device, SerialScannerConfig):
+                scanner.ScannerScenario.model_validate(section or [])
+            elif isinstance(device, AsciiMeterConfig):
+                dosing.PumpScenario.model_validate(section or {})
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"])
+                problems.append(
+                    f"{name}.{where}: {err['msg']}" if where else f"{name}: {err['msg']}"
+                )
+    return problems
 
 
 def start_all(

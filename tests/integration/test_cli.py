@@ -16,7 +16,10 @@ from tests.conftest import write_config
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lineside.agent.cli", *args],
-        capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -26,25 +29,66 @@ def cfg(tmp_path: Path) -> str:
 
 
 def test_help_for_every_command() -> None:
-    for command in ("check", "stock", "tx", "complete", "receive", "count", "order", "reverse",
-                    "report", "held"):
+    for command in (
+        "check",
+        "stock",
+        "tx",
+        "complete",
+        "receive",
+        "count",
+        "order",
+        "reverse",
+        "report",
+        "held",
+    ):
         result = run(command, "--help")
         assert result.returncode == 0 and "usage: lineside" in result.stdout, command
 
 
 def test_receive_complete_stock_json(cfg: str) -> None:
-    assert run("receive", "-c", cfg, "--item", "STEEL-2MM", "--qty", "100", "--lot", "H1",
-               "--location", "LINE-3").returncode == 0
+    assert (
+        run(
+            "receive",
+            "-c",
+            cfg,
+            "--item",
+            "STEEL-2MM",
+            "--qty",
+            "100",
+            "--lot",
+            "H1",
+            "--location",
+            "LINE-3",
+        ).returncode
+        == 0
+    )
     done = run("complete", "-c", cfg, "--work-center", "PRESS-3", "--good", "10", "--scrap", "1")
     assert done.returncode == 0, done.stderr
     assert "backflush" in done.stdout and "scrap" in done.stdout
     stock = json.loads(run("stock", "-c", cfg, "--json").stdout)
-    assert {"item": "STEEL-2MM", "location": "LINE-3", "lot": "H1", "qty": "90.369",
-            "uom": "kg"} in stock
+    assert {
+        "item": "STEEL-2MM",
+        "location": "LINE-3",
+        "lot": "H1",
+        "qty": "90.369",
+        "uom": "kg",
+    } in stock
     assert all(set(row) == {"item", "location", "lot", "qty", "uom"} for row in stock)
     txs = json.loads(run("tx", "-c", cfg, "--json").stdout)
-    assert set(txs[0]) == {"id", "ts", "kind", "item", "location", "qty", "uom", "lot", "order",
-                           "work_center", "cost", "cause"}
+    assert set(txs[0]) == {
+        "id",
+        "ts",
+        "kind",
+        "item",
+        "location",
+        "qty",
+        "uom",
+        "lot",
+        "order",
+        "work_center",
+        "cost",
+        "cause",
+    }
     table = run("stock", "-c", cfg).stdout.splitlines()
     assert table[0].split() == ["ITEM", "LOCATION", "LOT", "QTY", "UOM"]
 
@@ -82,8 +126,11 @@ def test_second_reversal_exits_1(cfg: str) -> None:
     ],
 )
 def test_bad_input_exits_2_with_a_message(cfg: str, args: tuple[str, ...]) -> None:
-    result = run(*args[:2], "-c", cfg, *args[2:]) if args[0] in ("order", "report") else run(
-        args[0], "-c", cfg, *args[1:])
+    result = (
+        run(*args[:2], "-c", cfg, *args[2:])
+        if args[0] in ("order", "report")
+        else run(args[0], "-c", cfg, *args[1:])
+    )
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr.strip() and "Traceback" not in result.stderr
 
@@ -100,14 +147,41 @@ def test_check_reports_file_line_and_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "BOLT-M9" in text)
     assert f"{path}:{line}: boms.BRKT-100.components[1].item: unknown item 'BOLT-M9'" in (
-        result.stderr)
+        result.stderr
+    )
 
 
 def test_order_start_close_and_reports(cfg: str) -> None:
-    assert run("order", "start", "-c", cfg, "--work-center", "PRESS-3", "--order", "O-1",
-               "--item", "BRKT-100", "--qty", "100").returncode == 0
-    run("receive", "-c", cfg, "--item", "STEEL-2MM", "--qty", "10", "--lot", "H1",
-        "--location", "LINE-3")
+    assert (
+        run(
+            "order",
+            "start",
+            "-c",
+            cfg,
+            "--work-center",
+            "PRESS-3",
+            "--order",
+            "O-1",
+            "--item",
+            "BRKT-100",
+            "--qty",
+            "100",
+        ).returncode
+        == 0
+    )
+    run(
+        "receive",
+        "-c",
+        cfg,
+        "--item",
+        "STEEL-2MM",
+        "--qty",
+        "10",
+        "--lot",
+        "H1",
+        "--location",
+        "LINE-3",
+    )
     run("complete", "-c", cfg, "--work-center", "PRESS-3", "--good", "2")
     assert run("order", "close", "-c", cfg, "--order", "O-1").returncode == 0
     again = run("order", "close", "-c", cfg, "--order", "O-1")
@@ -122,3 +196,16 @@ def test_order_start_close_and_reports(cfg: str) -> None:
         assert run("report", report, "-c", cfg).returncode == 0
     counts = json.loads(run("report", "counts", "-c", cfg, "--json").stdout)
     assert counts["suggestions"][0]["reason"].startswith("negative balance")
+
+
+def test_simulate_refuses_a_bad_scenario_before_starting(cfg: str, tmp_path: Path) -> None:
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(
+        "plc3:\n  events:\n    - {at_s: 1, point: good, set: 5, reset: true}\nnope: {}\n"
+    )
+    result = run("simulate", "-c", cfg, "--scenario", str(scenario), "--seconds", "1")
+    assert result.returncode == 2
+    assert "nope: no such device" in result.stderr and "plc3.events.0" in result.stderr
+    assert "Traceback" not in result.stderr
+    ok = run("simulate", "-c", cfg, "--seconds", "1")
+    assert ok.returncode == 0 and "simulating 3 devices" in ok.stdout

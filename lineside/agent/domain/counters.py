@@ -28,8 +28,8 @@ def interpret(
 
     The first reading ever is a baseline. A drop is a rollover when the wrap-around
     delta at the counter's width is plausible (at most max_delta, and at most half the
-    counter's range), otherwise a reset, which counts from 0. A plausible-looking jump above max_delta is 'implausible':
-    held for a person to look at, never posted on its own.
+    counter's range), otherwise a reset, which counts from 0. A forward jump above
+    max_delta is 'implausible': held for a person to look at, never posted on its own.
     """
     if last is None:
         return CounterDelta("baseline", 0)

@@ -101,7 +101,10 @@ class UnitOfWork:
 
     def __exit__(self, *exc: object) -> None:
         if self._open:
-            self.conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (SQLITE_FULL does); a second ROLLBACK
+            # would raise and hide the real error.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             self._open = False
             self.posted.clear()
             self.alerts.clear()
