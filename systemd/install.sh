@@ -18,10 +18,18 @@ echo "installing lineside into $prefix/venv"
 mkdir -p "$prefix/docs"
 cp -r "$here/docs/." "$prefix/docs/"
 
-install -d -m 0750 /etc/lineside
+# The service's own system user: it reads /etc/lineside (group) and owns its state;
+# dialout opens serial ports.
+if ! id lineside >/dev/null 2>&1; then
+    useradd --system --home-dir /var/lib/lineside --no-create-home \
+        --shell /usr/sbin/nologin --groups dialout lineside
+fi
+
+install -d -m 0750 -o root -g lineside /etc/lineside
 if [ ! -e /etc/lineside/lineside.yaml ]; then
     sed 's#^  data_dir: .*#  data_dir: /var/lib/lineside#' "$here/config/example.yaml" \
         > /etc/lineside/lineside.yaml
+    chown root:lineside /etc/lineside/lineside.yaml
     chmod 0640 /etc/lineside/lineside.yaml
     echo "example config written to /etc/lineside/lineside.yaml: edit it, then"
     echo "  $prefix/venv/bin/lineside check -c /etc/lineside/lineside.yaml"
