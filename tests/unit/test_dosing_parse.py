@@ -126,10 +126,13 @@ def test_pump_scenario() -> None:
     assert (scenario.unit, scenario.decimals, scenario.start_l) == ("L", 3, Decimal(0))
 
 
+def test_a_pump_without_a_scenario_stands_still() -> None:
+    assert PumpScenario.model_validate({}).rate_l_per_s == 0
+
+
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({}, "rate_l_per_s"),
         ({"rate_l_per_s": -1}, "greater than or equal"),
         ({"rate_l_per_s": 1, "interval_ms": 1}, "greater than or equal"),
         ({"rate_l_per_s": 1, "template": "TOT"}, "must contain"),
