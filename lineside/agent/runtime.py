@@ -240,6 +240,8 @@ class Agent:
             log.warning("ledger writable again: counting resumes from the PLC's counters")
             self.ledger_error = None
         self.metrics.write_batches.inc()
+        if self.sync is not None and any(r.transactions or r.alerts for r in results):
+            self.sync.rows_written()
         for command, result in zip(commands, results, strict=True):
             if not result.ok and not result.duplicate:
                 log.warning("refused %s: %s", type(command).__name__, result.error)

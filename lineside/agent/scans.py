@@ -40,10 +40,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import biip
-from biip.symbology import GS1Symbology, SymbologyIdentifier
+if TYPE_CHECKING:  # biip's GS1 tables take 16 MB: imported on the first scan, not at start
+    from biip.symbology import SymbologyIdentifier
 
 GS = "\x1d"
 _SYMBOLOGY = re.compile(r"\][A-Za-z][0-9A-Za-z]")
@@ -104,6 +104,8 @@ def _interpret(data: str, gtin_to_item: Mapping[str, str], order_prefix: str | N
         return Rejected(f"unparseable barcode {payload[:40]!r}: unknown symbology identifier")
     # biip picks its parsers by the symbology: ]E0 is an EAN-13, ]C1 a GS1 message
     prefix = symbology.value if symbology is not None else ""
+    import biip
+
     result = biip.parse(prefix + payload)
     if result.gs1_message is None:
         if is_order:  # a GS1 symbol that holds no GS1 data: the prefix still says order
@@ -114,6 +116,8 @@ def _interpret(data: str, gtin_to_item: Mapping[str, str], order_prefix: str | N
 
 def is_gs1_symbology(symbology: SymbologyIdentifier | None) -> bool:
     """True for symbols that carry GS1 element strings (FNC1 first): ]C1, ]d2, ]Q3, ]e0, …"""
+    from biip.symbology import GS1Symbology
+
     return symbology is not None and symbology.gs1_symbology in GS1Symbology.with_gs1_messages()
 
 
@@ -122,6 +126,9 @@ def split_symbology(data: str) -> tuple[SymbologyIdentifier | None, str]:
 
     An identifier biip does not know is dropped, so the payload still gets parsed.
     """
+    import biip
+    from biip.symbology import SymbologyIdentifier
+
     text = data.strip()
     symbology: SymbologyIdentifier | None = None
     if _SYMBOLOGY.match(text):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:  # 10 MB of imports: only a ledger that needs migrating pays for them
+    import sqlite_utils
 
-Migration = Callable[[sqlite_utils.Database], None]
+Migration = Callable[["sqlite_utils.Database"], None]
 
 
 def _m001_ledger(db: sqlite_utils.Database) -> None:
@@ -142,7 +144,6 @@ MIGRATIONS: tuple[Migration, ...] = (_m001_ledger, _m002_sync)
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema up to date inside one transaction; returns the new version."""
-    db = sqlite_utils.Database(conn)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
         raise RuntimeError(
@@ -151,6 +152,9 @@ def migrate(conn: sqlite3.Connection) -> int:
         )
     if version == len(MIGRATIONS):
         return int(version)
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]

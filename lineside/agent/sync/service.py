@@ -201,6 +201,13 @@ class Sync:
             self._lock_file.close()
             self._lock_file = None
 
+    def rows_written(self) -> None:
+        """The ledger just committed outbox rows: look now instead of at the next poll.
+
+        Rows from other processes (the CLI) are still found by polling.
+        """
+        self.pipeline.wake_feeder.set()
+
     @property
     def connected(self) -> bool:
         return self._connected
