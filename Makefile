@@ -26,8 +26,16 @@ lint: $(STAMP)
 check-systemd: $(STAMP)
 	sh scripts/check-systemd.sh
 
+# Figures beside the physical limits of the same run; writes bench/results.md (~5 min).
 bench: $(STAMP)
-	$(PY) bench/ledger.py
+	@sh scripts/ensure-mosquitto.sh
+	$(PY) bench/run_all.py $(BENCH_ARGS)
+
+# The agent's memory over 30 minutes (not part of bench): make soak SOAK_ARGS="--minutes 3 --warmup 1"
+.PHONY: soak
+soak: $(STAMP)
+	@sh scripts/ensure-mosquitto.sh
+	$(PY) bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
