@@ -194,12 +194,23 @@ class Agent:
         """Called from device threads. Readings are state: when the queue is full one may
         be dropped, as the next carries the counter on. Scans and status never are."""
         if isinstance(event, Reading):
+            if not self._means_something(event):
+                self._reading(event)  # shown in status and metrics; nothing to post
+                return
             try:
                 self.events.put_nowait(event)
             except queue.Full:
                 self._dropped_readings += 1
             return
         self.events.put(event)
+
+    def _means_something(self, reading: Reading) -> bool:
+        """Only counter and meter points reach the ledger writer; the rest is for display."""
+        ledger = self.ledger
+        if ledger is None:
+            return True
+        ref = f"{reading.device}.{reading.point}"
+        return ref in ledger.points.counters or ref in ledger.points.meters
 
     # -- the ledger writer --------------------------------------------------------------
     def _write_loop(self) -> None:

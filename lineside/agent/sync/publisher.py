@@ -72,6 +72,7 @@ class Pipeline:
         self.wake_feeder = threading.Event()
         self.more = False  # the feeder's last read was a full page: more rows are waiting
         self.counters = Counters()
+        self.on_ready: Callable[[], None] = lambda: None  # wakes the network thread
 
     def take(self) -> Item | None:
         with self.lock:
@@ -87,6 +88,8 @@ class Pipeline:
     def offer(self, items: list[Item]) -> None:
         with self.lock:
             self.ready.extend(items)
+        if items:
+            self.on_ready()
 
     def room(self) -> int:
         with self.lock:

@@ -16,6 +16,7 @@ Three threads, all started by start():
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -340,6 +341,7 @@ class Sync:
             "resumed" if self._link.session_present else "new",
         )
         transport = _Transport(client)
+        self.pipeline.on_ready = lambda: _wake(client)
         self._other_mids.clear()
         self.window.reset()
         online = payloads.status_online(self.version, self.clock())
@@ -365,6 +367,7 @@ class Sync:
             self._shutdown(client, transport)
             return False
         finally:
+            self.pipeline.on_ready = lambda: None
             self._connected = self._subscribed = False
             _close(client)
 
@@ -591,3 +594,16 @@ def _lock(db_path: Path) -> IO[bytes]:
 
 
 __all__ = ["Sync", "SyncSetupError", "utc_now"]
+
+
+def _wake(client: mqtt.Client) -> None:
+    """Break the network thread out of client.loop()'s select() now: a message is ready.
+
+    paho wakes its own loop this way when another thread publishes (one byte on its
+    socket pair, which the loop reads and discards); we publish from the network thread
+    only, so we ring the same bell. Without it a message waits up to LOOP_WAIT_S.
+    """
+    sock = getattr(client, "_sockpairW", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.send(b"0")
