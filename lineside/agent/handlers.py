@@ -140,6 +140,7 @@ class Ledger:
                     results.append(Result(ok=True))
                     continue
                 mark = (len(uow.posted), len(uow.alerts))
+                unwritten = uow.savepoint()
                 self.conn.execute("SAVEPOINT command")
                 result = self._apply(uow, command)
                 if result.ok:
@@ -147,7 +148,7 @@ class Ledger:
                 else:
                     self.conn.execute("ROLLBACK TO command")
                     self.conn.execute("RELEASE command")
-                    uow.forget()
+                    uow.forget(unwritten)
                     del uow.posted[mark[0] :], uow.alerts[mark[1] :]
                 results.append(result)
             uow.commit()

@@ -411,3 +411,26 @@ def test_a_received_lot_first_settles_stock_consumed_before_it_was_booked(ledger
         "adjustment",
         "adjustment",
     ]
+
+
+def test_a_refused_command_in_a_batch_keeps_the_others_and_their_rounding(
+    ledger: Ledger,
+) -> None:
+    """Carries are written at commit: a savepoint rollback in between must not lose them."""
+    ts = ledger.clock()
+    results = ledger.execute_batch(
+        [
+            Complete(key="b1", ts=ts, work_center="PRESS-3", good=1),
+            Receive(key="b2", ts=ts, item="NOPE", qty=D(1), location="LINE-3"),  # refused
+            Complete(key="b3", ts=ts, work_center="PRESS-3", good=1),
+        ]
+    )
+    assert [r.ok for r in results] == [True, False, True]
+    for n in range(2, 10):
+        complete(ledger, 1, key=f"more-{n}")
+    # 10 units × 0.8755 kg, rounded once: the carry survived the refused command
+    assert item_total(ledger, "STEEL-2MM") == D("-8.755")
+    carry = ledger.conn.execute(
+        "SELECT exact, posted FROM carries WHERE item = 'STEEL-2MM'"
+    ).fetchone()
+    assert (D(carry[0]), D(carry[1])) == (D("8.7550"), D("8.755"))

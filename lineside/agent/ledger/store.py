@@ -27,14 +27,8 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
-    # Balances are exact decimals in TEXT: add them in Python, never through SQLite's REAL.
-    conn.create_function("decimal_add", 2, _decimal_add, deterministic=True)
     migrate(conn)
     return conn
-
-
-def _decimal_add(a: str, b: str) -> str:
-    return str(Decimal(a) + Decimal(b))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +81,21 @@ class UnitOfWork:
         # write): a batch of completions reads a BOM's lots and carries once, not per unit.
         self._lots: dict[tuple[str, str], list[LotBalance]] = {}
         self._carries: dict[str, dict[str, Carry]] = {}
+        self._orders: dict[str, tuple[str, str] | None] = {}
+        # Carries are written once, at commit: a batch of 100 completions writes each
+        # component's carry once instead of 100 times.
+        self._dirty: dict[tuple[str, str], Carry] = {}
 
-    def forget(self) -> None:
-        """Drop the read caches (after a ROLLBACK TO a savepoint)."""
+    def savepoint(self) -> dict[tuple[str, str], Carry]:
+        """What must survive a ROLLBACK TO: the carries not yet written."""
+        return dict(self._dirty)
+
+    def forget(self, unwritten: dict[tuple[str, str], Carry] | None = None) -> None:
+        """Drop the read caches after a ROLLBACK TO; unwritten is savepoint()'s answer."""
         self._lots.clear()
         self._carries.clear()
+        self._orders.clear()
+        self._dirty = dict(unwritten or {})
 
     def __enter__(self) -> UnitOfWork:
         # IMMEDIATE takes the write lock now, so a CLI and the daemon serialise cleanly.
@@ -111,6 +115,7 @@ class UnitOfWork:
             self.forget()
 
     def commit(self) -> None:
+        self._write_carries()
         self.conn.execute("COMMIT")
         self._open = False
 
@@ -192,20 +197,22 @@ class UnitOfWork:
         # order. Rows inserted in one statement get consecutive rowids (INTEGER PRIMARY KEY).
         last = self.conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         first = last - len(moves) + 1
+        # New balances come from the lots cache (read once, kept equal to the table), so
+        # the upsert needs no read and no SQL arithmetic on the decimal text.
+        for location in {m.location for m, _ in moves}:
+            self.lots_of([m.item for m, _ in moves if m.location == location], location)
+        rows = []
+        for i, (move, _) in enumerate(moves):
+            rows.append((move.item, move.location, move.lot, str(self._moved(move)), first + i))
         self.conn.executemany(
             "INSERT INTO stock (item, location, lot, qty, fifo) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (item, location, lot) DO UPDATE SET qty = decimal_add(qty, excluded.qty)",
-            [
-                (m.item, m.location, m.lot, p["qty"], first + i)
-                for i, (p, (m, _)) in enumerate(zip(payloads, moves, strict=True))
-            ],
+            " ON CONFLICT (item, location, lot) DO UPDATE SET qty = excluded.qty",
+            rows,
         )
         self.conn.executemany(
             "INSERT INTO outbox (stream, payload, created_ts) VALUES ('tx', ?, ?)",
             [(json.dumps(p, separators=(",", ":")), ts) for p in payloads],
         )
-        for move, _ in moves:
-            self._moved(move)
         self.posted.extend(payloads)
         return payloads
 
@@ -241,6 +248,9 @@ class UnitOfWork:
             known = self._carries[bucket] = {
                 r[0]: Carry(Decimal(r[1]), Decimal(r[2])) for r in rows
             }
+            for (dirty_bucket, item), carry in self._dirty.items():
+                if dirty_bucket == bucket:
+                    known[item] = carry
         return {item: known[item] for item in items if item in known}
 
     def lots_of(self, items: Sequence[str], location: str) -> dict[str, list[LotBalance]]:
@@ -258,26 +268,33 @@ class UnitOfWork:
                 self._lots[(item, location)].append(LotBalance(lot, Decimal(qty)))
         return {item: list(lots) for item in items if (lots := self._lots[(item, location)])}
 
-    def _moved(self, move: Move) -> None:
-        """Keep the lots cache equal to the stock table after a move."""
-        lots = self._lots.get((move.item, move.location))
-        if lots is None:
-            return
+    def _moved(self, move: Move) -> Decimal:
+        """Apply a move to the lots cache (loaded for its item and location); the new balance."""
+        lots = self._lots[(move.item, move.location)]
         for index, balance in enumerate(lots):
             if balance.lot == move.lot:
                 lots[index] = LotBalance(move.lot, balance.qty + move.qty)
-                return
+                return lots[index].qty
         lots.append(LotBalance(move.lot, move.qty))  # a new row is the newest in FIFO order
+        return move.qty
 
     def save_carries(self, bucket: str, carries: dict[str, Carry]) -> None:
+        """Remembered now, written at commit (read back from memory until then)."""
+        for item, carry in carries.items():
+            self._dirty[(bucket, item)] = carry
+        if bucket in self._carries:
+            self._carries[bucket].update(carries)
+
+    def _write_carries(self) -> None:
+        if not self._dirty:
+            return
         self.conn.executemany(
             "INSERT INTO carries (bucket, item, exact, posted) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (bucket, item) DO UPDATE SET exact = excluded.exact,"
             " posted = excluded.posted",
-            [(bucket, item, str(c.exact), str(c.posted)) for item, c in carries.items()],
+            [(b, i, str(c.exact), str(c.posted)) for (b, i), c in self._dirty.items()],
         )
-        if bucket in self._carries:
-            self._carries[bucket].update(carries)
+        self._dirty.clear()
 
     def save_carry(self, bucket: str, item: str, carry: Carry) -> None:
         self.save_carries(bucket, {item: carry})
@@ -341,11 +358,13 @@ class UnitOfWork:
 
     # -- orders --------------------------------------------------------------------------
     def active_order(self, work_center: str) -> tuple[str, str] | None:
-        row = self.conn.execute(
-            "SELECT order_no, item FROM orders WHERE work_center = ? AND status = 'active'",
-            (work_center,),
-        ).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
+        if work_center not in self._orders:
+            row = self.conn.execute(
+                "SELECT order_no, item FROM orders WHERE work_center = ? AND status = 'active'",
+                (work_center,),
+            ).fetchone()
+            self._orders[work_center] = None if row is None else (str(row[0]), str(row[1]))
+        return self._orders[work_center]
 
     def order(self, order_no: str) -> sqlite3.Row | None:
         cur = self.conn.execute("SELECT * FROM orders WHERE order_no = ?", (order_no,))
@@ -361,12 +380,14 @@ class UnitOfWork:
             " VALUES (?, ?, ?, ?, 'active', ?)",
             (order_no, wc, item, None if qty is None else str(qty), iso(ts)),
         )
+        self._orders.clear()
 
     def close_order(self, order_no: str, ts: datetime) -> None:
         self.conn.execute(
             "UPDATE orders SET status = 'closed', closed_ts = ? WHERE order_no = ?",
             (iso(ts), order_no),
         )
+        self._orders.clear()
 
     # -- counts and master data -----------------------------------------------------------
     def record_count(self, row: dict[str, Any]) -> None:
