@@ -19,6 +19,7 @@ from lineside.agent.commands import CounterReading, Receive, Reverse
 from lineside.agent.config import load
 from lineside.agent.handlers import Ledger
 from lineside.agent.sync.commands_in import CommandParser
+from lineside.agent.sync.payloads import COMMAND_NAMES
 from tests.conftest import StepClock, write_config
 
 UINT16 = 2**16
@@ -146,17 +147,7 @@ def _lot_of(ledger: Ledger, tx_id: str) -> str:
     return str(ledger.conn.execute("SELECT lot FROM journal WHERE id = ?", (tx_id,)).fetchone()[0])
 
 
-NAMES = [
-    "order.start",
-    "order.close",
-    "receipt",
-    "count",
-    "item.put",
-    "bom.put",
-    "reverse",
-    "nope",
-    "",
-]
+NAMES = [*COMMAND_NAMES, "nope", ""]
 
 
 @settings(max_examples=300)
