@@ -135,3 +135,15 @@ def test_any_split_of_units_posts_the_exact_total_rounded_once(
         post, carry = advance(item, carry, per_unit * units)
         posted += post
     assert posted == item.round(per_unit * sum(splits))
+
+
+def test_uuid4_strings_are_valid_random_uuids() -> None:
+    import uuid
+
+    from lineside.agent.ledger.store import uuid4_strings
+
+    made = uuid4_strings(500)
+    assert len(set(made)) == 500
+    for text in made:
+        value = uuid.UUID(text)
+        assert value.version == 4 and value.variant == uuid.RFC_4122 and str(value) == text

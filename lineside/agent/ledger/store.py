@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +41,22 @@ class Posting:
     order_no: str | None = None
     work_center: str | None = None
     reverses: str | None = None
+
+
+# Built once: json.dumps with separators= would build a new encoder for every row.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def uuid4_strings(count: int) -> list[str]:
+    """count random (version 4) UUIDs from one read of the OS's randomness."""
+    raw = bytearray(os.urandom(16 * count))
+    out = []
+    for start in range(0, 16 * count, 16):
+        raw[start + 6] = (raw[start + 6] & 0x0F) | 0x40  # version 4
+        raw[start + 8] = (raw[start + 8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw[start : start + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
 
 
 def iso(ts: datetime) -> str:
@@ -152,9 +168,10 @@ class UnitOfWork:
         """Apply moves (each with its item's unit) to stock, journal them and announce them
         in the outbox, in order; returns the transactions as the MQTT contract has them."""
         ts = iso(posting.ts)
+        ids = uuid4_strings(len(moves))
         payloads = [
             {
-                "id": str(uuid.uuid4()),
+                "id": ids[n],
                 "ts": ts,
                 "kind": move.kind,
                 "item": move.item,
@@ -167,7 +184,7 @@ class UnitOfWork:
                 "cost": str(move.cost),
                 "cause": posting.cause,
             }
-            for move, uom in moves
+            for n, (move, uom) in enumerate(moves)
         ]
         self.conn.executemany(
             "INSERT INTO journal (id, ts, kind, item, location, lot, qty, uom, order_no,"
@@ -211,7 +228,7 @@ class UnitOfWork:
         )
         self.conn.executemany(
             "INSERT INTO outbox (stream, payload, created_ts) VALUES ('tx', ?, ?)",
-            [(json.dumps(p, separators=(",", ":")), ts) for p in payloads],
+            [(_COMPACT.encode(p), ts) for p in payloads],
         )
         self.posted.extend(payloads)
         return payloads
@@ -230,7 +247,7 @@ class UnitOfWork:
     def outbox(self, stream: str, payload: dict[str, Any], ts: datetime) -> None:
         self.conn.execute(
             "INSERT INTO outbox (stream, payload, created_ts) VALUES (?, ?, ?)",
-            (stream, json.dumps(payload, separators=(",", ":")), iso(ts)),
+            (stream, _COMPACT.encode(payload), iso(ts)),
         )
 
     def alert(self, kind: str, ts: datetime, **fields: Any) -> None:
