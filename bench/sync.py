@@ -16,16 +16,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from common import CLK_TCK, cpu_seconds
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lineside.agent.config import load
@@ -67,10 +70,31 @@ def fill_outbox(conn: sqlite3.Connection, n: int) -> None:
     conn.execute("COMMIT")
 
 
-def drain(config_path: Path, db: Path, messages: int) -> tuple[float, float, float]:
-    """Seconds from start() until every message was acknowledged, of which start-up (until
-    the first acknowledgement), then until every row was marked sent."""
+@dataclass
+class Run:
+    """One drain or raw loop: wall seconds and CPU seconds of who did the work."""
+
+    seconds: float
+    cpu: dict[str, float] = field(default_factory=dict)
+    first_ack_s: float = 0.0
+    marking_s: float = 0.0
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of each live thread of this process, by thread name."""
+    names = {str(t.native_id): t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        text = Path(f"/proc/self/task/{tid}/stat").read_text()
+        fields = text[text.rindex(")") + 2 :].split()
+        out[names.get(tid, tid)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def drain(config_path: Path, db: Path, messages: int, broker_pid: int) -> Run:
+    """From start() until every message was acknowledged (then the rows are marked sent)."""
     sync = Sync(load(config_path), None, db)
+    threads, broker = thread_cpu(), cpu_seconds(broker_pid)
     started = time.perf_counter()
     sync.start()
     first = None
@@ -79,11 +103,14 @@ def drain(config_path: Path, db: Path, messages: int) -> tuple[float, float, flo
             first = time.perf_counter() - started
         time.sleep(0.001)
     delivered = time.perf_counter() - started
+    after = thread_cpu()
+    cpu = {n: after[n] - threads.get(n, 0.0) for n in after if n.startswith("lineside-sync")}
+    cpu["mosquitto"] = cpu_seconds(broker_pid) - broker
     sync.stop(5)  # records the last acks and marks the remaining rows sent
-    return delivered, first or delivered, time.perf_counter() - started - delivered
+    return Run(delivered, cpu, first or delivered, time.perf_counter() - started - delivered)
 
 
-def raw_paho(port: int, payload: bytes, messages: int, inflight: int) -> float:
+def raw_paho(port: int, payload: bytes, messages: int, inflight: int, broker_pid: int) -> Run:
     """The physical limit here: paho publishing QoS 1 as fast as the window allows."""
     done = threading.Event()
     acked = 0
@@ -99,14 +126,17 @@ def raw_paho(port: int, payload: bytes, messages: int, inflight: int) -> float:
     client.on_publish = on_publish
     client.connect("127.0.0.1", port)
     client.loop_start()
+    process, broker = cpu_seconds(os.getpid()), cpu_seconds(broker_pid)
     started = time.perf_counter()
     for _ in range(messages):
         client.publish("bench/raw", payload, qos=1)
     done.wait(600)
     elapsed = time.perf_counter() - started
+    cpu = {"paho": cpu_seconds(os.getpid()) - process,
+           "mosquitto": cpu_seconds(broker_pid) - broker}
     client.disconnect()
     client.loop_stop()
-    return elapsed
+    return Run(elapsed, cpu)
 
 
 def main() -> None:
@@ -127,21 +157,25 @@ def main() -> None:
         tmp = Path(tmp_name)
         broker = brokers.Broker(tmp / "broker", executable=executable)
         broker.start()
+        assert broker.proc is not None
         try:
-            runs = [one_round(tmp / f"round{r}", broker.port, args, messages)
-                    for r in range(args.rounds)]
+            rounds = [one_round(tmp / f"round{r}", broker.port, broker.proc.pid, args, messages)
+                      for r in range(args.rounds)]
         finally:
             broker.stop()
-    for r, (_, raw_s, lineside_s, first_s, marked_s) in enumerate(runs):
-        print(f"round {r + 1}: raw paho {raw_s:.2f} s, lineside {lineside_s:.2f} s (first ack"
-              f" after {first_s * 1000:.0f} ms; rows all marked sent {marked_s:.2f} s later)")
-    size = runs[0][0]
-    report(args, messages, size, min(r[2] for r in runs), min(r[1] for r in runs))
+    for r, (_, raw, lineside) in enumerate(rounds):
+        print(f"round {r + 1}: raw paho {raw.seconds:.2f} s, lineside {lineside.seconds:.2f} s"
+              f" (first ack after {lineside.first_ack_s * 1000:.0f} ms; rows all marked sent"
+              f" {lineside.marking_s:.2f} s later)")
+    size = rounds[0][0]
+    best_raw = min((r[1] for r in rounds), key=lambda run: run.seconds)
+    best_lineside = min((r[2] for r in rounds), key=lambda run: run.seconds)
+    report(args, messages, size, best_lineside, best_raw)
 
 
-def one_round(tmp: Path, port: int, args: argparse.Namespace,
-              messages: int) -> tuple[float, float, float, float, float]:
-    """(message size, raw paho s, lineside s, of which until the first ack, marking s)."""
+def one_round(tmp: Path, port: int, broker_pid: int, args: argparse.Namespace,
+              messages: int) -> tuple[float, Run, Run]:
+    """(message size, raw paho, lineside)."""
     config = tmp / "bench.yaml"
     tmp.mkdir(parents=True)
     config.write_text(
@@ -154,26 +188,36 @@ def one_round(tmp: Path, port: int, args: argparse.Namespace,
     fill_outbox(conn, args.n)
     first = conn.execute("SELECT payload FROM outbox ORDER BY id LIMIT ?", (args.batch,))
     payload = tx_message("bench", 1, [r[0] for r in first])  # a real message's bytes
-    raw_s = raw_paho(port, payload, messages, args.inflight)
-    lineside_s, first_s, marked_s = drain(config, db, messages)
+    raw = raw_paho(port, payload, messages, args.inflight, broker_pid)
+    lineside = drain(config, db, messages, broker_pid)
     unsent = conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_ts IS NULL").fetchone()[0]
     assert unsent == 0, f"{unsent} rows left unsent"
     conn.close()
-    return float(len(payload)), raw_s, lineside_s, first_s, marked_s
+    return float(len(payload)), raw, lineside
 
 
-def report(args: argparse.Namespace, messages: int, size: float, lineside_s: float,
-           raw_s: float) -> None:
-    msg_rate, raw_rate = messages / lineside_s, messages / raw_s
-    tx_rate = args.n / lineside_s
+def report(args: argparse.Namespace, messages: int, size: float, lineside: Run,
+           raw: Run) -> None:
+    msg_rate, raw_rate = messages / lineside.seconds, messages / raw.seconds
+    tx_rate = args.n / lineside.seconds
     print(f"backlog: {args.n} transactions, batch_max {args.batch}, inflight_max"
           f" {args.inflight}; {messages} messages of {size / 1024:.1f} KiB (best of"
           f" {args.rounds} rounds)")
-    print(f"lineside drain : {lineside_s:7.2f} s  {msg_rate:9.0f} messages/s"
+    print(f"lineside drain : {lineside.seconds:7.2f} s  {msg_rate:9.0f} messages/s"
           f"  {tx_rate:10.0f} transactions/s")
-    print(f"raw paho QoS 1 : {raw_s:7.2f} s  {raw_rate:9.0f} messages/s")
+    print(f"raw paho QoS 1 : {raw.seconds:7.2f} s  {raw_rate:9.0f} messages/s")
     print(f"messages/s, lineside / raw paho     : {msg_rate / raw_rate:6.2f}  (target >= 0.80)")
     print(f"transactions/s / raw paho messages/s: {tx_rate / raw_rate:6.1f}  (target >= 20)")
+    # Where the time goes: CPU per message of each side, and what the cores allow.
+    cores = os.cpu_count() or 1
+    for label, run in (("raw paho", raw), ("lineside", lineside)):
+        parts = ", ".join(f"{name} {1e6 * cpu / messages:.0f}" for name, cpu in run.cpu.items())
+        total = sum(run.cpu.values())
+        print(f"CPU per message, {label:8}: {1e6 * total / messages:5.0f} us ({parts});"
+              f" {total / run.seconds:.2f} of {cores} cores busy")
+    ceiling = cores * messages / sum(lineside.cpu.values())
+    print(f"ceiling for lineside's CPU per message on {cores} cores, perfectly parallel:"
+          f" {ceiling:.0f} messages/s = {ceiling / raw_rate:.2f} x raw paho")
 
 
 if __name__ == "__main__":

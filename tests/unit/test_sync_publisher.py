@@ -131,18 +131,48 @@ def test_a_restart_resends_unacked_messages_byte_for_byte_and_keeps_the_seq() ->
     assert json.loads(net2.sent[-1][2])["transactions"][0]["id"] == "t25"
 
 
-def test_a_message_read_in_one_piece_equals_one_read_row_by_row() -> None:
+def test_every_way_of_reading_a_page_gives_the_same_messages() -> None:
     conn = ledger()
     add_rows(conn, 7)
-    add_rows(conn, 2, "alert")
-    add_rows(conn, 7, start=7)
+    add_rows(conn, 2, "alert")  # ids 8 and 9
+    add_rows(conn, 7, start=7)  # ids 10..16
     store = OutboxStore(conn, "press-3", batch_max=10)
+    pages = store.pages
     fast = store.prepare(5)
-    slow = [store._read_message_by_rows(1, 0), store._read_message_by_rows(2, 12)]
-    assert [m.payload for m in fast] == [m.payload for m in slow]
-    assert [(m.first_id, m.last_id, m.count) for m in fast] == [(1, 12, 10), (13, 16, 4)]
-    rebuilt = store._rebuild(1, 1, 12, 10)  # the alerts in between are not part of it
-    assert rebuilt.payload == fast[0].payload
+    assert [m.payload for m in fast] == [m.payload for m in pages.read_any(0, 1, 5)]
+    assert [m.payload for m in fast] == [m.payload for m in pages.read_by_rows(0, 1, 5)]
+    # A message spans ids first..first + 9; the alerts in between only make it smaller.
+    assert [(m.first_id, m.last_id, m.count) for m in fast] == [(1, 10, 8), (11, 16, 6)]
+    assert store._rebuild(1, 1, 10, 8).payload == fast[0].payload
+    run = pages.read(10, 2, 5)  # ids 11..16 are all 'tx': the run path
+    assert [(m.seq, m.first_id, m.last_id, m.count, m.payload) for m in run] == [
+        (m.seq, m.first_id, m.last_id, m.count, m.payload) for m in fast[1:]
+    ]
+
+
+def test_a_page_never_reaches_past_the_newest_row() -> None:
+    conn = ledger()
+    add_rows(conn, 25)
+    store = OutboxStore(conn, "press-3", batch_max=10)
+    assert [(m.first_id, m.last_id, m.count) for m in store.prepare(9)] == [
+        (1, 10, 10), (11, 20, 10), (21, 25, 5)
+    ]
+    assert [len(json.loads(m.payload)["transactions"]) for m in store.prepare(9)] == [10, 10, 5]
+
+
+def test_pages_of_many_messages_split_where_the_rows_say() -> None:
+    conn = ledger()
+    add_rows(conn, 2500)
+    store = OutboxStore(conn, "press-3", batch_max=7)
+    messages = store.prepare(1000)
+    assert [m.seq for m in messages] == list(range(1, 359))
+    assert sum(m.count for m in messages) == 2500
+    for m in messages:
+        data = json.loads(m.payload)
+        assert data["seq"] == m.seq
+        assert [t["id"] for t in data["transactions"]] == [
+            f"t{i - 1}" for i in range(m.first_id, m.last_id + 1)
+        ]
 
 
 def test_alerts_go_one_per_message_in_outbox_order() -> None:

@@ -24,30 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lineside.agent.ledger.store import iso
+from lineside.agent.sync.pages import PAGE_ROWS, PageReader, TxMessage
 from lineside.agent.sync.payloads import tx_message
 
 log = logging.getLogger("lineside.sync")
 
 SQLITE_FULL = 13
-# One read never loads more than this many outbox rows, whatever batch_max × inflight_max is.
-PAGE_ROWS = 5000
 LAST_ACK_KEY = "sync_last_ack_ts"
 MARKED_KEY = "sync_marked_seq"  # every message up to this seq has its outbox rows marked sent
 
 
 class SecondPublisher(RuntimeError):
     """Another process wrote P/tx messages into this ledger while we were publishing."""
-
-
-@dataclass(frozen=True, slots=True)
-class TxMessage:
-    """One P/tx message: outbox rows first_id..last_id of stream 'tx', count of them."""
-
-    seq: int
-    first_id: int
-    last_id: int
-    count: int
-    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +78,7 @@ class OutboxStore:
         self.gateway = gateway
         self.batch_max = batch_max
         self._data_version = -1
+        self.pages = PageReader(conn, gateway, batch_max)
         last = self._last_message()
         self.next_seq = last[0] + 1
         self.cursor = last[1]  # the highest outbox id already in a message
@@ -146,48 +135,18 @@ class OutboxStore:
         return [AlertRow(int(r[0]), r[1].encode("utf-8")) for r in rows]
 
     def prepare(self, max_messages: int) -> list[TxMessage]:
-        """The next messages from unsent rows after the cursor, not yet stored (see write).
-
-        Each message is read as one row that SQLite concatenates itself: a row-by-row read
-        hands Python's GIL back and forth once per transaction, which starves the network
-        thread while a big backlog drains.
-        """
+        """Up to max_messages next messages from unsent rows after the cursor, not yet
+        stored (see write), read a page at a time."""
         out: list[TxMessage] = []
         after, seq = self.cursor, self.next_seq
-        for _ in range(max(1, min(max_messages, PAGE_ROWS // self.batch_max))):
-            message = self._read_message(seq, after)
-            if message is None:
+        while len(out) < max_messages:
+            wanted = max(1, min(max_messages - len(out), PAGE_ROWS // self.batch_max))
+            page = self.pages.read(after, seq, wanted)
+            out.extend(page)
+            if len(page) < wanted:
                 break
-            out.append(message)
-            after, seq = message.last_id, seq + 1
+            after, seq = page[-1].last_id, page[-1].seq + 1
         return out
-
-    def _read_message(self, seq: int, after: int) -> TxMessage | None:
-        count, ids, joined = self.conn.execute(
-            "SELECT COUNT(*), group_concat(id), group_concat(payload, ',') FROM"
-            " (SELECT id, payload FROM outbox WHERE stream = 'tx' AND sent_ts IS NULL"
-            "  AND id > ? ORDER BY id LIMIT ?)",
-            (after, self.batch_max),
-        ).fetchone()
-        if not count:
-            return None
-        order = [int(i) for i in str(ids).split(",")]
-        if order != sorted(order):
-            # SQLite does not promise the order inside group_concat; it keeps the
-            # subquery's in practice, and this check makes sure of it.
-            return self._read_message_by_rows(seq, after)
-        head = f'{{"gateway":{json.dumps(self.gateway)},"seq":{seq},"transactions":['
-        payload = (head + str(joined) + "]}").encode("utf-8")
-        return TxMessage(seq, order[0], order[-1], int(count), payload)
-
-    def _read_message_by_rows(self, seq: int, after: int) -> TxMessage:
-        rows = self.conn.execute(
-            "SELECT id, payload FROM outbox WHERE stream = 'tx' AND sent_ts IS NULL"
-            " AND id > ? ORDER BY id LIMIT ?",
-            (after, self.batch_max),
-        ).fetchall()
-        payload = tx_message(self.gateway, seq, [r[1] for r in rows])
-        return TxMessage(seq, rows[0][0], rows[-1][0], len(rows), payload)
 
     # -- writing ---------------------------------------------------------------------------
     def write(
@@ -203,23 +162,28 @@ class OutboxStore:
         """
         ts = iso(now)
         acked_list, alert_list = list(acked), list(acked_alerts)
+        # One statement each, whatever the number of rows: every statement hands Python's
+        # GIL to the network thread and waits to get it back.
         with transaction(self.conn) as conn:
             if new:
                 self._check_single_publisher()
-                conn.executemany(
+                conn.execute(
                     "INSERT INTO messages (seq, first_id, last_id, count, created_ts)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [(m.seq, m.first_id, m.last_id, m.count, ts) for m in new],
+                    " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?"
+                    " FROM json_each(?)",
+                    (ts, json.dumps([[m.seq, m.first_id, m.last_id, m.count] for m in new])),
                 )
             if acked_list:
-                conn.executemany(
-                    "UPDATE messages SET acked_ts = ? WHERE seq = ? AND acked_ts IS NULL",
-                    [(ts, m.seq) for m in acked_list],
+                conn.execute(
+                    "UPDATE messages SET acked_ts = ? WHERE acked_ts IS NULL"
+                    " AND seq IN (SELECT value FROM json_each(?))",
+                    (ts, json.dumps([m.seq for m in acked_list])),
                 )
             if alert_list:
-                conn.executemany(
-                    "UPDATE outbox SET sent_ts = ? WHERE id = ? AND sent_ts IS NULL",
-                    [(ts, i) for i in alert_list],
+                conn.execute(
+                    "UPDATE outbox SET sent_ts = ? WHERE sent_ts IS NULL"
+                    " AND id IN (SELECT value FROM json_each(?))",
+                    (ts, json.dumps(alert_list)),
                 )
             if acked_list or alert_list:
                 _set_meta(conn, LAST_ACK_KEY, ts)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from lineside.agent.sync.outbox import AlertRow, OutboxStore, TxMessage, is_disk_full, mark_sent
+from lineside.agent.sync.outbox import AlertRow, OutboxStore, is_disk_full, mark_sent
+from lineside.agent.sync.pages import TxMessage
 from lineside.agent.sync.payloads import Topics
 
 log = logging.getLogger("lineside.sync")
@@ -37,6 +38,7 @@ Item = TxMessage | AlertRow
 # After SQLite refused a write (disk full, locked), wait this long before the next try.
 WRITE_RETRY_S = 2.0
 DISK_FULL_LOG_EVERY_S = 60.0
+ACK_BATCH = 64  # acks recorded together while a backlog drains
 MARK_MESSAGES = 10  # messages whose rows are marked sent per transaction (lock held briefly)
 MARK_AT_LEAST_EVERY_S = 1.0
 FINISH_MARK_S = 3.0
@@ -66,6 +68,7 @@ class Pipeline:
 
     def __init__(self, ahead: int) -> None:
         self.ahead = ahead
+        self.low_water = ahead // 2  # refills come in halves: one commit for many messages
         self.lock = threading.Lock()
         self.ready: deque[Item] = deque()
         self.acked: list[Item] = []
@@ -77,9 +80,14 @@ class Pipeline:
     def take(self) -> Item | None:
         with self.lock:
             item = self.ready.popleft() if self.ready else None
-            if len(self.ready) < self.ahead * 3 // 4:
+            # Waking the store thread costs both threads a GIL hand-over: once per refill.
+            if len(self.ready) <= self.low_water and not self.wake_feeder.is_set():
                 self.wake_feeder.set()
             return item
+
+    def low(self) -> bool:
+        """At or below the low-water mark: time for the feeder to refill."""
+        return len(self.ready) <= self.low_water
 
     def starving(self) -> bool:
         """Nothing ready but the feeder expects more: the network side should look soon."""
@@ -101,9 +109,16 @@ class Pipeline:
             self.ready.extendleft(reversed(items))
 
     def ack(self, item: Item) -> None:
+        # Waking the feeder costs both threads a GIL hand-over: once per ACK_BATCH acks (it
+        # also records them with each refill, and at its poll when no backlog drains).
         with self.lock:
             self.acked.append(item)
-        self.wake_feeder.set()
+            waiting = len(self.acked)
+        if waiting == ACK_BATCH:
+            self.wake_feeder.set()
+
+    def acks_waiting(self) -> int:
+        return len(self.acked)
 
     def take_acks(self) -> list[Item]:
         with self.lock:
@@ -241,11 +256,17 @@ class Feeder:
         alerts = self._read_alerts(room) if room > 0 and self._more_alerts else []
         self.pipeline.offer(alerts)  # alerts need no storing: they are outbox rows already
         room -= len(alerts)
-        new = self.store.prepare(room) if room > 0 and self._more_tx else []
-        if room > 0 and self._more_tx and not new:
+        # Refills come at the low-water mark, many messages to a commit (an fsync each).
+        refill = room > 0 and self._more_tx and self.pipeline.low()
+        # At most half the pipeline per commit, so the first messages go out soon.
+        new = self.store.prepare(min(room, max(1, self.pipeline.ahead // 2))) if refill else []
+        if refill and not new:
             self._more_tx = False
         self.pipeline.more = self._more_tx
-        acked = self.pipeline.take_acks()
+        # While a backlog drains, acks ride along with the refills' commits, or go in batches:
+        # what is not recorded is sent again after a crash.
+        record = new or not self._more_tx or self.pipeline.acks_waiting() >= ACK_BATCH
+        acked = self.pipeline.take_acks() if record else []
         if (new or acked) and not self._write(new, acked):
             return False
         self.pipeline.offer(list(new))  # offered only once stored with its seq

@@ -69,6 +69,9 @@ PRUNE_EVERY_S = 3600.0
 PRUNE_FIRST_S = 60.0
 TASK_QUEUE_MAX = 10_000
 STORE_BUSY_TIMEOUT_MS = 5000
+# Messages built ahead of the window hold about this many transactions (some 5 MB); the
+# store thread refills them by halves, so one commit stores a hundred messages' seqs.
+AHEAD_ROWS = 20_000
 # paho's own window sits above ours, leaving room for status, stock and replies.
 PAHO_INFLIGHT_EXTRA = 16
 
@@ -138,9 +141,8 @@ class Sync:
         self.last_error: str | None = None
         self.reconnects = 0
         self.commands = 0
-        inflight = self.mqtt.inflight_max
-        self.pipeline = Pipeline(ahead=max(4 * inflight, 8))
-        self.window = Window(self.pipeline, self.topics, inflight, clock)
+        self.pipeline = Pipeline(ahead=max(2, AHEAD_ROWS // self.mqtt.batch_max))
+        self.window = Window(self.pipeline, self.topics, self.mqtt.inflight_max, clock)
         self._connected = False
         self._subscribed = False
         self._stop = threading.Event()
@@ -424,7 +426,7 @@ class Sync:
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
         ok = not getattr(reason, "is_failure", False)
-        if not self.window.on_ack(mid, ok, str(reason)):
+        if not self.window.on_ack(mid, ok, "" if ok else str(reason)):
             self._other_mids.discard(mid)
 
     def _on_subscribe(
@@ -473,6 +475,7 @@ class Sync:
         try:
             feeder.start_up()
             while not self._store_stop.is_set():
+                self.pipeline.wake_feeder.clear()  # a wake-up during this round is kept
                 if feeder.store.data_changed():
                     feeder.poke()
                     self._stock.check(conn)
@@ -482,7 +485,6 @@ class Sync:
                     self._prune(conn)
                 if not feeder.step():
                     self.pipeline.wake_feeder.wait(POLL_S)
-                    self.pipeline.wake_feeder.clear()
             feeder.finish()
         except Exception:
             log.exception("the sync store thread failed; publishing stopped")
