@@ -145,6 +145,7 @@ def new_client(
     persistent: bool,
     will: tuple[str, bytes] | None = None,
     max_inflight: int = 20,
+    logger: logging.Logger | None = None,
 ) -> mqtt.Client:
     """A fresh client; one per connection attempt, so nothing stale is re-sent behind our back."""
     v5 = settings.protocol == "5"
@@ -157,7 +158,7 @@ def new_client(
     if not v5:
         kwargs["clean_session"] = not persistent
     client = mqtt.Client(**kwargs)
-    client.enable_logger(logging.getLogger(PAHO_LOGGER))
+    client.enable_logger(logger or logging.getLogger(PAHO_LOGGER))
     if settings.username is not None:
         client.username_pw_set(settings.username, settings.password)
     if settings.ssl_context is not None:

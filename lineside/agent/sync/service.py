@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +38,7 @@ from lineside.agent.config import LoadedConfig
 from lineside.agent.ledger.store import connect
 from lineside.agent.sync import payloads
 from lineside.agent.sync.client import (
+    PAHO_LOGGER,
     ClientSettings,
     SyncSetupError,
     explain,
@@ -80,13 +81,46 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class _PahoErrors(logging.Filter):
+    """The first error paho logs on a connection: the cause, for our own messages.
+
+    A filter on the client's own logger instead of paho's on_log callback: with on_log set,
+    paho formats every debug line (two per message) even though nobody reads them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and self.first is None:
+            self.first = record.getMessage()
+        return True  # still logged as before
+
+
 @dataclass
 class _Link:
-    """What paho's callbacks tell the network thread about the current connection."""
+    """What paho tells the network thread about the current connection."""
 
     connack: Any = None
     session_present: bool = False
-    last_paho_error: str | None = None
+    errors: _PahoErrors = field(default_factory=_PahoErrors)
+    disconnect_reason: str | None = None
+
+    @property
+    def last_paho_error(self) -> str | None:
+        return self.errors.first or self.disconnect_reason
+
+    def logger(self) -> logging.Logger:
+        """A logger of paho's own for this connection, its records going where paho's go.
+
+        Not registered with logging (one per connection, nothing to leak); a change of log
+        level reaches it at the next connection, as it caches what is enabled.
+        """
+        logger = logging.Logger(PAHO_LOGGER)
+        logger.parent = logging.getLogger(PAHO_LOGGER)
+        logger.addFilter(self.errors)
+        return logger
 
 
 class _StockWatch:
@@ -292,6 +326,7 @@ class Sync:
             persistent=True,
             will=will,
             max_inflight=self.mqtt.inflight_max + PAHO_INFLIGHT_EXTRA,
+            logger=self._link.logger(),
         )
         self._wire(client)
         try:
@@ -329,7 +364,6 @@ class Sync:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.on_log = self._on_log
 
     def _session(self, client: mqtt.Client) -> bool:
         """Publish until stopped or the link is lost; True when it ended because the broker
@@ -401,6 +435,8 @@ class Sync:
         self._other_mids.add(transport.publish(out.topic, out.payload, out.qos, out.retain))
 
     def _drain_outgoing(self, transport: _Transport) -> None:
+        if self._outgoing.empty():  # the usual case: no exception raised and caught
+            return
         while True:
             try:
                 out = self._outgoing.get_nowait()
@@ -419,8 +455,8 @@ class Sync:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         # paho's own error line (e.g. the TLS alert) says more than "Unspecified error".
-        if self._link.last_paho_error is None and getattr(reason, "is_failure", False):
-            self._link.last_paho_error = str(reason)
+        if self._link.disconnect_reason is None and getattr(reason, "is_failure", False):
+            self._link.disconnect_reason = str(reason)
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
@@ -441,11 +477,6 @@ class Sync:
                 self.topics.cmd_filter,
                 ", ".join(refused),
             )
-
-    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
-        # The first error of an attempt is the cause; later ones are its consequences.
-        if level == mqtt.MQTT_LOG_ERR and self._link.last_paho_error is None:
-            self._link.last_paho_error = text
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if not message.topic.startswith(self.topics.cmd_prefix):
