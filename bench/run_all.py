@@ -99,6 +99,12 @@ def sync_figures(n: int) -> tuple[list[Figure], str]:
     msgs, txs, raw_msgs = float(drain[2]), float(drain[3]), float(raw[2])
     rerun = f".venv/bin/python bench/sync.py --n {n}"
     note = f"backlog of {n} transactions; best of bench/sync.py's 3 rounds"
+    cpu = re.findall(r"CPU per message, (raw paho|lineside)\s*:\s*(\d+) us", output)
+    ceiling = re.search(r"perfectly parallel: (\d+) messages/s = ([\d.]+) x raw paho", output)
+    if len(cpu) == 2 and ceiling is not None:
+        note += (f"; CPU per message: lineside {cpu[1][1]} us, raw paho {cpu[0][1]} us (each"
+                 f" with mosquitto's), so this machine's cores allow lineside at most"
+                 f" {ceiling[2]}x raw even perfectly parallel")
     return [
         Figure("outbox drain, P/tx messages/s (batch 100)", msgs, "msg/s", raw_msgs,
                "raw paho QoS 1", ">= 0.80x raw",
