@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from lineside.agent.config import LoadedConfig
-from lineside.agent.handlers import Clock, Ledger, utc_now
+from lineside.agent.handlers import Ledger
 from lineside.agent.ledger.store import connect
+from lineside.clock import Clock, utc_now
 
 LEDGER_FILE = "ledger.sqlite"
 

@@ -29,9 +29,10 @@ from lineside.agent.commands import (
     StartOrder,
 )
 from lineside.agent.config import ConfigInvalid, LoadedConfig, load
-from lineside.agent.handlers import Ledger, utc_now
+from lineside.agent.handlers import Ledger
 from lineside.agent.ledger.store import rows
 from lineside.agent.tables import render
+from lineside.clock import utc_now
 
 EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -321,32 +322,25 @@ def _run_complete(args: argparse.Namespace) -> int:
 
 
 def _run_receive(args: argparse.Namespace) -> int:
-    return _apply(
-        args,
-        Receive(
-            key=_key(args, "cli-receive"),
-            ts=utc_now(),
-            item=args.item,
-            qty=args.qty,
-            lot=args.lot,
-            location=args.location,
-            cause="receipt by hand",
-        ),
-    )
+    return _apply(args, _stock_command(args, Receive, "cli-receive", "receipt by hand"))
 
 
 def _run_count(args: argparse.Namespace) -> int:
-    return _apply(
-        args,
-        Count(
-            key=_key(args, "cli-count"),
-            ts=utc_now(),
-            item=args.item,
-            qty=args.qty,
-            lot=args.lot,
-            location=args.location,
-            cause="cycle count",
-        ),
+    return _apply(args, _stock_command(args, Count, "cli-count", "cycle count"))
+
+
+def _stock_command(
+    args: argparse.Namespace, kind: type[Receive | Count], prefix: str, cause: str
+) -> Receive | Count:
+    """Receive and Count take the same arguments: an item, qty, lot and location."""
+    return kind(
+        key=_key(args, prefix),
+        ts=utc_now(),
+        item=args.item,
+        qty=args.qty,
+        lot=args.lot,
+        location=args.location,
+        cause=cause,
     )
 
 

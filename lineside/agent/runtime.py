@@ -23,11 +23,12 @@ from lineside import __version__
 from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
 from lineside.agent.commands import Command, CounterReading, MeterReading, Notice, Result
 from lineside.agent.config import LoadedConfig
-from lineside.agent.handlers import Clock, Ledger, utc_now
+from lineside.agent.handlers import Ledger
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
 from lineside.agent.metrics import Metrics
 from lineside.agent.sync.service import Sync
 from lineside.agent.sync.status import ledger_bytes, sync_status
+from lineside.clock import Clock, utc_now
 from lineside.drivers.base import DeviceStatus, Driver, Event, Reading, Scan
 from lineside.drivers.registry import DeviceSet, build_drivers
 

@@ -1,8 +1,8 @@
-"""What every driver hands to the agent: readings, scans and device status changes."""
+"""What every driver hands to the agent (readings, scans, status changes) and how it reconnects."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -66,3 +66,23 @@ class Driver(Protocol):
     name: str
 
     def run(self, stop: StopFlag, emit: Emit) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Reconnect delays: initial_s, then times factor each retry, capped at max_s for good.
+
+    Frozen, so one instance can be shared by many drivers and threads (a default
+    argument, a test's fast preset); each retry sequence is its own ``delays()``
+    iterator, and starting over after a success is taking a fresh one.
+    """
+
+    initial_s: float = 0.5
+    max_s: float = 10.0
+    factor: float = 2.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial_s
+        while True:
+            yield delay
+            delay = min(delay * self.factor, self.max_s)

@@ -37,14 +37,13 @@ from typing import Literal
 
 from pydantic import field_validator
 
+from lineside.clock import Clock, utc_now
 from lineside.drivers.base import Emit, Reading, StopFlag
 from lineside.drivers.serial_lines import (
     SAMPLE_BYTES,
-    Clock,
     LineDeviceLoop,
     Rejection,
     SerialLineSettings,
-    utc_now,
 )
 
 _log = logging.getLogger("lineside.drivers.dosing")

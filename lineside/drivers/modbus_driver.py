@@ -24,16 +24,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse
 
-from lineside.drivers.base import DeviceStatus, Emit, Event, Reading, StopFlag
+from lineside.clock import Clock, utc_now
+from lineside.drivers.base import Backoff, DeviceStatus, Emit, Event, Reading, StopFlag
 from lineside.drivers.modbus import (
     BIT_TABLES,
     ModbusPoint,
@@ -45,8 +44,8 @@ from lineside.drivers.modbus_codec import DecodeError, ReadBlock, decode_point, 
 
 log = logging.getLogger("lineside.drivers.modbus")
 
-Clock = Callable[[], datetime]
 Values = list[int] | list[bool]
+DEFAULT_BACKOFF = Backoff()  # 0.5 s doubling to 10 s; frozen, so every driver can share it
 
 EXCEPTION_NAMES: dict[int, str] = {
     1: "illegal function",
@@ -66,25 +65,6 @@ _READ_METHOD: dict[str, str] = {
     "coil": "read_coils",
     "discrete": "read_discrete_inputs",
 }
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reconnect delays: initial_s, doubling (by factor) up to max_s, then max_s forever."""
-
-    initial_s: float = 0.5
-    max_s: float = 10.0
-    factor: float = 2.0
-
-    def delays(self) -> Iterator[float]:
-        delay = self.initial_s
-        while True:
-            yield delay
-            delay = min(delay * self.factor, self.max_s)
 
 
 class DeviceUnreachable(Exception):
@@ -436,7 +416,7 @@ class ModbusTcpDriver(_Poller):
         config: ModbusTcpConfig,
         clock: Clock = utc_now,
         *,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         link = TcpLink(config)
         super().__init__(name, config.unit, config.poll_ms, config.points, link, clock, backoff)
@@ -452,7 +432,7 @@ class ModbusRtuDriver(_Poller):
         bus: RtuBus,
         clock: Clock = utc_now,
         *,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         if bus.port != config.port:
             raise ValueError(f"device {name} is on port {config.port}, the bus on {bus.port}")

@@ -6,9 +6,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from lineside.clock import utc_now
 from lineside.drivers.base import Driver
 from lineside.drivers.dosing import AsciiMeterConfig, AsciiMeterDriver
-from lineside.drivers.modbus_driver import RtuBus, build_modbus_drivers, utc_now
+from lineside.drivers.modbus_driver import RtuBus, build_modbus_drivers
 from lineside.drivers.scanner import SerialScannerConfig, SerialScannerDriver
 
 

@@ -29,8 +29,9 @@ import logging
 from datetime import datetime
 from typing import Literal
 
+from lineside.clock import Clock, utc_now
 from lineside.drivers.base import Emit, Scan, StopFlag
-from lineside.drivers.serial_lines import GS, Clock, LineDeviceLoop, SerialLineSettings, utc_now
+from lineside.drivers.serial_lines import GS, LineDeviceLoop, SerialLineSettings
 
 _log = logging.getLogger("lineside.drivers.scanner")
 

@@ -13,10 +13,10 @@ serial port (or anything pyserial opens by URL: ``socket://host:port``,
 - ``RejectionLog``: logs the first rejection of a burst in detail, then one
   summary line per interval with counts, so a megabyte of garbage costs a few
   log lines, not a million.
-- ``Backoff`` and ``LineDeviceLoop``: open the port, read, hand each line to the
-  driver's handler, and after an unplug emit DeviceStatus down once, reopen with
-  exponential backoff (interrupted by stop), and emit DeviceStatus up once when
-  the port is back.
+- ``LineDeviceLoop``: open the port, read, hand each line to the driver's
+  handler, and after an unplug emit DeviceStatus down once, reopen with
+  exponential backoff (``lineside.drivers.base.Backoff``, interrupted by stop),
+  and emit DeviceStatus up once when the port is back.
 
 Terminators: ``CR``, ``LF`` and ``CRLF`` all end a line on either CR or LF (so a
 scanner set to CRLF on a CR config still works; the empty line between CR and LF
@@ -33,13 +33,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import serial
 from pydantic import Field, field_validator, model_validator
 
-from lineside.drivers.base import DeviceStatus, DriverModel, Emit, Event, StopFlag
+from lineside.clock import Clock, utc_now
+from lineside.drivers.base import Backoff, DeviceStatus, DriverModel, Emit, Event, StopFlag
 
 GS = "\x1d"
 STANDARD_TERMINATORS: dict[str, bytes] = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n"}
@@ -49,13 +50,8 @@ READ_CHUNK_MAX = 65536
 SAMPLE_BYTES = 32  # how much of a rejected line a log line shows
 _EOL = re.compile(rb"[\r\n]")
 
-Clock = Callable[[], datetime]
 Monotonic = Callable[[], float]
 RejectReason = Literal["junk", "overlong", "undecodable", "malformed", "incomplete"]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -308,24 +304,6 @@ class RejectionLog:
 # --- reconnecting ---------------------------------------------------------------------------
 
 
-class Backoff:
-    """Exponential reconnect delays: min, 2×min, 4×min, … capped at max."""
-
-    def __init__(self, min_s: float, max_s: float, factor: float = 2.0) -> None:
-        self._min = min_s
-        self._max = max_s
-        self._factor = factor
-        self._next = min_s
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self._max, self._next * self._factor)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self._min
-
-
 LineHandler = Callable[[str, datetime], "Event | Rejection | None"]
 PortOpener = Callable[[SerialLineSettings], Any]
 
@@ -373,6 +351,7 @@ class LineDeviceLoop:
         self._rejections = RejectionLog(logger, name, monotonic=monotonic)
         self._splitter = LineSplitter(settings.terminator, settings.max_length, allowed_controls)
         self._backoff = Backoff(settings.reconnect_min_ms / 1000, settings.reconnect_max_ms / 1000)
+        self._delays = self._backoff.delays()
         self._state: Literal["up", "down"] | None = None
 
     def run(self, stop: StopFlag, emit: Emit) -> None:
@@ -383,7 +362,7 @@ class LineDeviceLoop:
                 self._log.exception("%s: unexpected error in the read loop", self.name)
                 self._set_state("down", f"internal error: {exc}", emit)
             if not stop.is_set():
-                stop.wait(self._backoff.next())
+                stop.wait(next(self._delays))
 
     def _connect_and_read(self, stop: StopFlag, emit: Emit) -> None:
         try:
@@ -392,7 +371,7 @@ class LineDeviceLoop:
             self._set_state("down", f"cannot open {self._settings.port}: {exc}", emit)
             return
         try:
-            self._backoff.reset()
+            self._delays = self._backoff.delays()  # an open port starts the delays over
             self._set_state("up", f"opened {self._settings.port}", emit)
             self._read_lines(port, stop, emit)
         except PORT_ERRORS as exc:

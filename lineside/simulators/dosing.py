@@ -37,7 +37,6 @@ import logging
 import threading
 import time
 from decimal import ROUND_DOWN, Decimal
-from types import TracebackType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -45,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from lineside.drivers.base import StopFlag
 from lineside.drivers.dosing import AsciiMeterConfig
 from lineside.drivers.serial_lines import terminator_bytes
-from lineside.simulators.scanner import PtyEndpoint, TcpEndpoint, endpoint_for_port
+from lineside.simulators.endpoint import EndpointDevice, PtyEndpoint, TcpEndpoint, endpoint_for_port
 
 _log = logging.getLogger("lineside.simulators.dosing")
 
@@ -76,7 +75,7 @@ class PumpScenario(BaseModel):
         return value
 
 
-class PumpSimulator:
+class PumpSimulator(EndpointDevice):
     """Prints totalizer lines through an endpoint on a background thread."""
 
     def __init__(
@@ -91,7 +90,7 @@ class PumpSimulator:
         template: str = "TOT={value} {unit}",
         terminator: str = "CRLF",
     ) -> None:
-        self.endpoint = endpoint
+        super().__init__(endpoint)
         self.settings = PumpScenario(
             rate_l_per_s=rate_l_per_s,
             interval_ms=interval_ms,
@@ -111,10 +110,6 @@ class PumpSimulator:
         cls, endpoint: PtyEndpoint | TcpEndpoint, scenario: PumpScenario, terminator: str = "CRLF"
     ) -> PumpSimulator:
         return cls(endpoint, terminator=terminator, **scenario.model_dump())
-
-    @property
-    def url(self) -> str:
-        return self.endpoint.url
 
     @property
     def lines_due(self) -> int:
@@ -137,34 +132,16 @@ class PumpSimulator:
         shown = total.quantize(Decimal(1).scaleb(-s.decimals), rounding=ROUND_DOWN)
         return s.template.format(value=shown, unit=s.unit).encode() + self._terminator
 
-    def start(self) -> PumpSimulator:
-        if not self._thread.is_alive():
-            self.endpoint.plug()
-            self._thread.start()
-        return self
+    def _running(self) -> bool:
+        return self._thread.is_alive()
 
-    def close(self) -> None:
+    def _start_work(self) -> None:
+        self._thread.start()
+
+    def _stop_work(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        self.endpoint.close()
-
-    def __enter__(self) -> PumpSimulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def unplug(self) -> None:
-        self.endpoint.unplug()
-
-    def replug(self) -> None:
-        self.endpoint.plug()
 
     def _run(self) -> None:
         interval = self.settings.interval_ms / 1000

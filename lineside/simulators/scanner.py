@@ -11,15 +11,8 @@ Python API (background threads; nothing is opened until you ask)::
 
     ScannerSimulator(TcpEndpoint(port=0))  # the driver uses socket://127.0.0.1:PORT (sim.url)
 
-Endpoints (also used by the dosing pump simulator):
-
-- ``PtyEndpoint``: a pseudo-terminal. The driver opens the slave side; with
-  ``link`` the simulator keeps a symlink there pointing at the current slave,
-  so the configured path stays the same across unplug/replug (the new pty has a
-  new /dev/pts number). Unplug closes the pty: the driver's next read fails.
-- ``TcpEndpoint``: a TCP server on ``host:port`` with one client at a time (like
-  a serial-to-Ethernet converter; a new client replaces the old one). Unplug
-  closes the server and the client; replug listens again on the same port.
+Endpoints (``PtyEndpoint``, ``TcpEndpoint``) are in ``lineside.simulators.endpoint``,
+shared with the dosing pump simulator.
 
 Bytes are written in order by a writer thread. Data sent while unplugged, or
 (TCP) before a client has connected, waits until it can be delivered; a new TCP
@@ -43,254 +36,31 @@ path (so use a writable path such as /tmp/lineside/scanner3, not /dev/…).
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
-import os
 import random
-import select
-import socket
 import threading
 import time
-import tty
 from collections import deque
 from collections.abc import Sequence
 from decimal import Decimal
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from lineside.drivers.base import StopFlag
 from lineside.drivers.scanner import SerialScannerConfig
 from lineside.drivers.serial_lines import terminator_bytes
+from lineside.simulators.endpoint import (
+    EndpointDevice,
+    PtyEndpoint,
+    SerialEndpoint,
+    TcpEndpoint,
+    endpoint_for_port,
+)
 
 _log = logging.getLogger("lineside.simulators.scanner")
 
 POLL_S = 0.05  # how often blocked writers look at unplug/close: bounds their reaction time
-WRITE_CHUNK = 4096
-
-
-# --- endpoints: where the simulated device's bytes go ---------------------------------------
-
-
-class SerialEndpoint(Protocol):
-    """The device side of a serial link that can be unplugged and plugged back."""
-
-    @property
-    def url(self) -> str: ...
-
-    def plug(self) -> None: ...
-
-    def unplug(self) -> None: ...
-
-    def write_some(self, data: bytes, timeout: float) -> int:
-        """Write what can be written within timeout; 0 when nobody can receive yet."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class PtyEndpoint:
-    """A pseudo-terminal; ``url`` is the symlink ``link`` or else the slave's path."""
-
-    def __init__(self, link: Path | str | None = None) -> None:
-        self._link = Path(link) if link is not None else None
-        self._lock = threading.Lock()
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._slave_name = ""
-
-    @property
-    def url(self) -> str:
-        return str(self._link) if self._link is not None else self._slave_name
-
-    @property
-    def plugged(self) -> bool:
-        return self._master is not None
-
-    def plug(self) -> None:
-        with self._lock:
-            if self._master is not None:
-                return
-            if self._link is not None:
-                _check_link_is_ours(self._link)
-            master, slave = os.openpty()
-            # raw before anyone opens it: no echo back to the master, no CR→LF mapping
-            tty.setraw(slave)
-            os.set_blocking(master, False)
-            # the simulator holds the slave open too, so a driver closing it never hangs it up
-            self._master, self._slave = master, slave
-            self._slave_name = os.ttyname(slave)
-            if self._link is not None:
-                _replace_symlink(self._link, self._slave_name)
-
-    def unplug(self) -> None:
-        with self._lock:
-            if self._link is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    self._link.unlink()
-            for fd in (self._master, self._slave):
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-            self._master = self._slave = None
-
-    def write_some(self, data: bytes, timeout: float) -> int:
-        with self._lock:
-            master = self._master
-            written = -1 if master is None else _write_fd(master, data, timeout)
-        if written < 0:  # unplugged: wait a little so callers do not spin
-            time.sleep(timeout)
-            return 0
-        return written
-
-    def close(self) -> None:
-        self.unplug()
-
-
-def _check_link_is_ours(link: Path) -> None:
-    """Never replace a real device, or a symlink to one (/dev/serial/by-id/…), with a pty."""
-    if link.is_symlink():
-        target = os.readlink(link)
-        if not target.startswith("/dev/pts/"):
-            raise ValueError(f"{link} links to {target}, not a simulator's pty: not replacing it")
-    elif link.exists():
-        raise ValueError(f"{link} exists and is not a simulator's link: not replacing it")
-
-
-def _replace_symlink(link: Path, target: str) -> None:
-    link.parent.mkdir(parents=True, exist_ok=True)
-    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    temporary.symlink_to(target)
-    os.replace(temporary, link)  # atomic: a driver never sees the link missing mid-replug
-
-
-def _write_fd(fd: int, data: bytes, timeout: float) -> int:
-    try:
-        _, writable, _ = select.select([], [fd], [], timeout)
-        if not writable:
-            return 0
-        return os.write(fd, data[:WRITE_CHUNK])
-    except BlockingIOError:
-        return 0
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EINTR):
-            return 0
-        raise
-
-
-class TcpEndpoint:
-    """A TCP server with one client at a time; ``url`` is ``socket://host:port``."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, settle_s: float = 0.2) -> None:
-        self._host = host
-        self._port = port
-        self._settle_s = settle_s
-        self._lock = threading.Lock()
-        self._server: socket.socket | None = None
-        self._client: socket.socket | None = None
-        self._client_ready_at = 0.0
-
-    @property
-    def url(self) -> str:
-        return f"socket://{self._host}:{self._port}"
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def plugged(self) -> bool:
-        return self._server is not None
-
-    def plug(self) -> None:
-        with self._lock:
-            if self._server is not None:
-                return
-            server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            server.bind((self._host, self._port))
-            server.listen(4)
-            server.setblocking(False)
-            self._port = server.getsockname()[1]  # port 0 picks one; replug keeps it
-            self._server = server
-
-    def unplug(self) -> None:
-        with self._lock:
-            for sock in (self._client, self._server):
-                if sock is not None:
-                    _close_socket(sock)
-            self._client = self._server = None
-
-    def has_client(self) -> bool:
-        with self._lock:
-            self._accept()
-            return self._client is not None
-
-    def write_some(self, data: bytes, timeout: float) -> int:
-        with self._lock:
-            self._accept()
-            written = -1 if self._server is None else self._send(data, timeout)
-        if written < 0:
-            time.sleep(timeout)
-            return 0
-        return written
-
-    def close(self) -> None:
-        self.unplug()
-
-    def _accept(self) -> None:
-        if self._server is None:
-            return
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except (BlockingIOError, OSError):
-                return
-            if self._client is not None:
-                _close_socket(self._client)
-            client.setblocking(False)
-            self._client = client
-            self._client_ready_at = time.monotonic() + self._settle_s
-
-    def _send(self, data: bytes, timeout: float) -> int:
-        client = self._client
-        if client is None or time.monotonic() < self._client_ready_at:
-            return -1
-        try:
-            _, writable, _ = select.select([], [client], [], timeout)
-            return client.send(data[:WRITE_CHUNK]) if writable else 0
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except OSError as exc:  # the client went away: wait for the next one
-            _log.debug("scanner simulator: client lost: %s", exc)
-            _close_socket(client)
-            self._client = None
-            return -1
-
-
-def _close_socket(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(OSError):
-        sock.close()
-
-
-def endpoint_for_port(port: str) -> PtyEndpoint | TcpEndpoint:
-    """The endpoint that serves a device configured with ``port``."""
-    if port.startswith("socket://"):
-        parts = urlsplit(port)
-        if parts.hostname is None or parts.port is None:
-            raise ValueError(f"cannot listen on {port!r}: expected socket://HOST:PORT")
-        return TcpEndpoint(parts.hostname, parts.port)
-    if "://" in port:
-        raise ValueError(f"cannot simulate a device on {port!r}: use socket://HOST:PORT or a path")
-    return PtyEndpoint(link=Path(port))
 
 
 # --- writing bytes in order, in the background ---------------------------------------------
@@ -371,41 +141,24 @@ class ByteWriter:
 # --- the scanner ----------------------------------------------------------------------------
 
 
-class ScannerSimulator:
+class ScannerSimulator(EndpointDevice):
     """Sends barcodes, junk and unplugs through an endpoint; see the module docstring."""
 
     def __init__(self, endpoint: PtyEndpoint | TcpEndpoint, *, terminator: str = "CR") -> None:
-        self.endpoint = endpoint
+        super().__init__(endpoint)
         self.terminator = terminator_bytes(terminator)
         self._writer = ByteWriter(endpoint, "scanner-simulator")
         self._started = False
 
-    @property
-    def url(self) -> str:
-        """What the driver's ``port`` should be."""
-        return self.endpoint.url
+    def _running(self) -> bool:
+        return self._started
 
-    def start(self) -> ScannerSimulator:
-        if not self._started:
-            self.endpoint.plug()
-            self._writer.start()
-            self._started = True
-        return self
+    def _start_work(self) -> None:
+        self._writer.start()
+        self._started = True
 
-    def close(self) -> None:
+    def _stop_work(self) -> None:
         self._writer.close()
-        self.endpoint.close()
-
-    def __enter__(self) -> ScannerSimulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def send(self, barcode: str, *, fresh_line: bool = False) -> None:
         """One barcode and the terminator; fresh_line puts a terminator first."""
@@ -420,12 +173,6 @@ class ScannerSimulator:
         junk = random.Random(seed).randbytes(size)
         self._writer.put(junk + (self.terminator if terminate else b""))
         return junk
-
-    def unplug(self) -> None:
-        self.endpoint.unplug()
-
-    def replug(self) -> None:
-        self.endpoint.plug()
 
     def wait_sent(self, timeout: float = 10.0) -> bool:
         return self._writer.wait_sent(timeout)

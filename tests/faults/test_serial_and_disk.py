@@ -13,8 +13,9 @@ import pytest
 
 from lineside.agent.config import load
 from lineside.agent.runtime import Agent
+from lineside.simulators.endpoint import TcpEndpoint
 from lineside.simulators.plc import PlcSimulator, SimPoint
-from lineside.simulators.scanner import ScannerSimulator, TcpEndpoint
+from lineside.simulators.scanner import ScannerSimulator
 from tests.broker import Broker, Consumer
 from tests.faults.agent_process import PER_UNIT, AgentProcess, counter, ledger, totals, wait_for
 

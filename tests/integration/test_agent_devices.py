@@ -11,8 +11,9 @@ import pytest
 
 from lineside.agent.config import load
 from lineside.agent.runtime import Agent
+from lineside.simulators.endpoint import TcpEndpoint
 from lineside.simulators.plc import PlcSimulator, SimPoint
-from lineside.simulators.scanner import ScannerSimulator, TcpEndpoint
+from lineside.simulators.scanner import ScannerSimulator
 from tests.broker import Broker, wait_until
 
 CONFIG = """

@@ -11,7 +11,8 @@ from serial_helpers import Events, in_thread, running
 
 from lineside.drivers.dosing import AsciiMeterConfig, AsciiMeterDriver
 from lineside.simulators.dosing import PumpSimulator, simulate_device
-from lineside.simulators.scanner import PtyEndpoint, ScannerSimulator, TcpEndpoint
+from lineside.simulators.endpoint import PtyEndpoint, TcpEndpoint
+from lineside.simulators.scanner import ScannerSimulator
 
 
 def meter_config(port: str, **extra: Any) -> AsciiMeterConfig:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from lineside.drivers.base import DeviceStatus, Event, Reading
+from lineside.drivers.base import Backoff, DeviceStatus, Event, Reading
 from lineside.drivers.modbus_codec import plan_reads
-from lineside.drivers.modbus_driver import Backoff, ModbusTcpDriver
+from lineside.drivers.modbus_driver import ModbusTcpDriver
 from lineside.simulators.plc import PlcSimulator, SimPoint
 from tests.integration.modbus_helpers import (
     FAST_BACKOFF,

@@ -14,12 +14,8 @@ from serial_helpers import free_tcp_port, in_thread, running
 
 from lineside.agent.scans import LotReceipt, interpret_scan
 from lineside.drivers.scanner import SerialScannerConfig, SerialScannerDriver
-from lineside.simulators.scanner import (
-    PtyEndpoint,
-    ScannerSimulator,
-    TcpEndpoint,
-    simulate_device,
-)
+from lineside.simulators.endpoint import PtyEndpoint, TcpEndpoint
+from lineside.simulators.scanner import ScannerSimulator, simulate_device
 
 GS = "\x1d"
 BARCODE = f"]C1010952123454321310LOT42{GS}3103000500"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from lineside.drivers.base import Backoff
 from lineside.drivers.modbus import (
     ModbusPoint,
     ModbusRtuConfig,
@@ -15,7 +16,6 @@ from lineside.drivers.modbus import (
     rtu_port_conflicts,
 )
 from lineside.drivers.modbus_driver import (
-    Backoff,
     ModbusRtuDriver,
     ModbusTcpDriver,
     RtuBus,

@@ -10,12 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from lineside.drivers.scanner import SerialScannerConfig, SerialScannerDriver
-from lineside.simulators.scanner import (
-    PtyEndpoint,
-    ScannerScenario,
-    ScannerStep,
-    endpoint_for_port,
-)
+from lineside.simulators.endpoint import PtyEndpoint, endpoint_for_port
+from lineside.simulators.scanner import ScannerScenario, ScannerStep
 
 BASE: dict[str, Any] = {"driver": "serial_scanner", "port": "/dev/ttyUSB0", "work_center": "WC"}
 

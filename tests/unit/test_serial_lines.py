@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lineside.drivers.base import Backoff
 from lineside.drivers.serial_lines import (
     GS,
-    Backoff,
     LineSplitter,
     Rejection,
     RejectionLog,
@@ -268,8 +268,8 @@ def test_a_single_rejection_gives_no_summary(caplog: pytest.LogCaptureFixture) -
     assert caplog.messages[0].endswith("(does not match the pattern)")
 
 
-def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
+def test_backoff_doubles_up_to_the_cap_and_starts_over_with_fresh_delays() -> None:
     backoff = Backoff(0.5, 3.0)
-    assert [backoff.next() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    backoff.reset()
-    assert backoff.next() == 0.5
+    delays = backoff.delays()
+    assert [next(delays) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert next(backoff.delays()) == 0.5
