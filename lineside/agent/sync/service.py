@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,10 +58,10 @@ from lineside.agent.sync.commands_in import (
 from lineside.agent.sync.outbox import OutboxStore
 from lineside.agent.sync.publisher import Feeder, Pipeline, Window
 from lineside.agent.sync.status import prune, sync_status
+from lineside.clock import Clock, utc_now
 
 log = logging.getLogger("lineside.sync")
 
-Clock = Callable[[], datetime]
 LOOP_WAIT_S = 0.05  # one network loop call waits at most this: latency of replies
 STARVING_WAIT_S = 0.001
 POLL_S = 0.2  # the store thread looks for rows written by others at least this often
@@ -75,10 +75,6 @@ STORE_BUSY_TIMEOUT_MS = 5000
 AHEAD_ROWS = 20_000
 # paho's own window sits above ours, leaving room for status, stock and replies.
 PAHO_INFLIGHT_EXTRA = 16
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _PahoErrors(logging.Filter):
@@ -626,7 +622,7 @@ def _lock(db_path: Path) -> IO[bytes]:
     return handle
 
 
-__all__ = ["Sync", "SyncSetupError", "utc_now"]
+__all__ = ["Sync", "SyncSetupError"]
 
 
 def _wake(client: mqtt.Client) -> None:
