@@ -131,7 +131,8 @@ class Result:
 
 
 class Rejected(Exception):
-    """Bad input: the command is refused with this message and nothing changes."""
+    """Bad input: the command is refused with this message and nothing changes, except
+    that the ledger remembers the refusal under the command's key (a repeat gets it again)."""
 
 
 class Refused(Rejected):

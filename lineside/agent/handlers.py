@@ -121,8 +121,8 @@ class Ledger:
             with UnitOfWork(self.conn) as uow:
                 self._refresh_master(uow)
                 result = self._apply(uow, command)
-                if result.ok and not result.duplicate:
-                    uow.commit()
+                if not result.duplicate:
+                    uow.commit()  # what it applied, or only its remembered refusal
             self._after_commit(command, result)
             return result
 
@@ -138,39 +138,43 @@ class Ledger:
             for command in commands:
                 if self._unchanged_reading(command):
                     results.append(Result(ok=True))
-                    continue
-                mark = (len(uow.posted), len(uow.alerts))
-                unwritten = uow.savepoint()
-                self.conn.execute("SAVEPOINT command")
-                result = self._apply(uow, command)
-                if result.ok:
-                    self.conn.execute("RELEASE command")
                 else:
-                    self.conn.execute("ROLLBACK TO command")
-                    self.conn.execute("RELEASE command")
-                    uow.forget(unwritten)
-                    del uow.posted[mark[0] :], uow.alerts[mark[1] :]
-                results.append(result)
+                    results.append(self._apply(uow, command))
             uow.commit()
         for command, result in zip(commands, results, strict=True):
             self._after_commit(command, result)
         return results
 
     def _apply(self, uow: UnitOfWork, command: Command) -> Result:
-        """Run command's handler inside the open unit of work; the caller commits."""
+        """Run command once inside the open unit of work; the caller commits.
+
+        The first answer under a key is final, a refusal included: a refusal depends on the
+        ledger's state (an unknown item, an order that exists), and re-evaluating it after
+        that state changed would apply a request the client was told was refused. Only
+        failures that are not the command's (sqlite3.Error: disk full, busy) raise past
+        this, remember nothing and may be retried under the same key.
+        """
         stored = uow.seen(command.key)
         if stored is not None:
             return _duplicate(stored)
+        result = self._run(uow, command)
+        if _keyed(command):
+            uow.remember(command.key, type(command).__name__, command.ts, _stored(result))
+        return result
+
+    def _run(self, uow: UnitOfWork, command: Command) -> Result:
+        """The command's handler; a refusal undoes everything the handler had written."""
         start_posted, start_alerts = len(uow.posted), len(uow.alerts)
         try:
-            self._handlers[type(command)](uow, command)
+            with uow.attempt():
+                self._handlers[type(command)](uow, command)
         except Rejected as exc:
             return Result(ok=False, error=str(exc), refused=isinstance(exc, Refused))
-        posted = tuple(uow.posted[start_posted:])
-        if not isinstance(command, CounterReading | MeterReading | Notice):
-            reply = json.dumps({"ok": True, "transactions": [t["id"] for t in posted]})
-            uow.remember(command.key, type(command).__name__, command.ts, reply)
-        return Result(ok=True, transactions=posted, alerts=tuple(uow.alerts[start_alerts:]))
+        return Result(
+            ok=True,
+            transactions=tuple(uow.posted[start_posted:]),
+            alerts=tuple(uow.alerts[start_alerts:]),
+        )
 
     def _after_commit(self, command: Command, result: Result) -> None:
         if result.ok and isinstance(command, CounterReading | MeterReading):
@@ -325,11 +329,24 @@ class Ledger:
             production = Production(**fields)
             if not production.item:
                 continue
-            reason = self._post_production(uow, production, ts, may_hold=False)
+            reason = self._retry_one(uow, production, ts)
             if reason is None:
                 uow.resolve_held(held_id, "posted", ts)
             else:
                 uow.still_held(held_id, reason)
+
+    def _retry_one(self, uow: UnitOfWork, production: Production, ts: datetime) -> str | None:
+        """Why production still cannot post, or None when it posted now.
+
+        A held event that no longer fits the config (its work center was removed) raises
+        Rejected; that must not refuse the receipt or item.put that merely triggered the
+        retry, nor be remembered as that command's answer: the event keeps waiting instead.
+        """
+        try:
+            with uow.attempt():
+                return self._post_production(uow, production, ts, may_hold=False)
+        except Rejected as exc:
+            return str(exc)
 
     # -- readings ------------------------------------------------------------------------
     def _counter_reading(self, uow: UnitOfWork, cmd: CounterReading) -> None:
@@ -468,6 +485,8 @@ class Ledger:
             fields = {k: v for k, v in command.items() if k != "type"}
             reason = self._post_production(uow, Production(**fields), cmd.ts, may_hold=False)
             if reason is not None:
+                # Remembered like every refusal, though the cause may pass (stock arrives):
+                # a release asks "post it now", and a later try is a new request.
                 raise Refused(f"held event {cmd.held_id} still cannot post: {reason}")
         else:
             raise Refused(
@@ -719,11 +738,25 @@ def _lot(lot: str | None) -> str:
     return NO_LOT if lot is None else lot
 
 
+def _keyed(command: Command) -> bool:
+    """Readings and notices carry no client's key (a reading's key is its point, the same
+    for every value): only commands someone sent under a request id are remembered."""
+    return not isinstance(command, CounterReading | MeterReading | Notice)
+
+
+def _stored(result: Result) -> str:
+    """The part of a first answer that a repeat of its key gets again (see _duplicate)."""
+    if result.ok:
+        return json.dumps({"ok": True, "transactions": [t["id"] for t in result.transactions]})
+    return json.dumps({"ok": False, "error": result.error, "refused": result.refused})
+
+
 def _duplicate(stored: str) -> Result:
     data = json.loads(stored) if stored else {}
     return Result(
         ok=bool(data.get("ok", True)),
         error=data.get("error"),
+        refused=bool(data.get("refused", False)),
         duplicate=True,
         detail={"transactions": data.get("transactions", [])},
     )

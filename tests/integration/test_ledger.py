@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,7 @@ from lineside.agent import reports
 from lineside.agent.bootstrap import open_ledger
 from lineside.agent.commands import (
     CloseOrder,
+    Command,
     Complete,
     Count,
     CounterReading,
@@ -20,6 +23,7 @@ from lineside.agent.commands import (
     PutBom,
     PutItem,
     Receive,
+    Rejected,
     ReleaseHeld,
     Reverse,
     StartOrder,
@@ -43,9 +47,21 @@ def item_total(ledger: Ledger, item: str) -> Decimal:
     return sum((q for (i, _), q in balances(ledger).items() if i == item), D(0))
 
 
-def snapshot(conn: sqlite3.Connection) -> list[tuple]:  # type: ignore[type-arg]
-    tables = ("journal", "stock", "outbox", "carries", "counters", "held", "events", "orders")
+LEDGER_TABLES = ("journal", "stock", "outbox", "carries", "counters", "held", "events", "orders")
+# What a refused command must leave alone: everything but the refusal it is remembered by.
+STATE_TABLES = tuple(t for t in LEDGER_TABLES if t != "events")
+
+
+def snapshot(
+    conn: sqlite3.Connection, tables: tuple[str, ...] = LEDGER_TABLES
+) -> list[tuple[Any, ...]]:
     return [tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()) for t in tables]
+
+
+def remembered(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+    """The answer stored under key, or None when the key is not remembered."""
+    row = conn.execute("SELECT reply FROM events WHERE key = ?", (key,)).fetchone()
+    return None if row is None else dict(json.loads(row[0]))
 
 
 def receive(ledger: Ledger, item: str, qty: str, lot: str | None = None, key: str = "") -> None:
@@ -240,10 +256,10 @@ def test_reversal_once_then_refused(ledger: Ledger) -> None:
     tx = ledger.conn.execute("SELECT id FROM journal WHERE kind = 'receipt'").fetchone()[0]
     first = ledger.execute(Reverse(key="rev-1", ts=ledger.clock(), tx_id=tx))
     assert first.ok and first.transactions[0]["qty"] == "-100"
-    before = snapshot(ledger.conn)
+    before = snapshot(ledger.conn, STATE_TABLES)
     second = ledger.execute(Reverse(key="rev-2", ts=ledger.clock(), tx_id=tx))
     assert not second.ok and second.refused and "already reversed" in (second.error or "")
-    assert snapshot(ledger.conn) == before
+    assert snapshot(ledger.conn, STATE_TABLES) == before
     assert item_total(ledger, "BOLT-M8") == 0
 
 
@@ -338,10 +354,15 @@ def test_measured_consumption_and_variance(ledger: Ledger) -> None:
 )
 def test_bad_commands_are_refused_and_change_nothing(ledger: Ledger, command, message) -> None:  # type: ignore[no-untyped-def]
     command = type(command)(**{**command.__dict__, "ts": ledger.clock()})
-    before = snapshot(ledger.conn)
+    before = snapshot(ledger.conn, STATE_TABLES)
     result = ledger.execute(command)
     assert not result.ok and message in (result.error or "")
-    assert snapshot(ledger.conn) == before
+    assert snapshot(ledger.conn, STATE_TABLES) == before
+    assert remembered(ledger.conn, command.key) == {
+        "ok": False,
+        "error": result.error,
+        "refused": result.refused,
+    }
 
 
 def test_implausible_jump_is_held_then_released_or_discarded(ledger: Ledger) -> None:
@@ -434,3 +455,179 @@ def test_a_refused_command_in_a_batch_keeps_the_others_and_their_rounding(
         "SELECT exact, posted FROM carries WHERE item = 'STEEL-2MM'"
     ).fetchone()
     assert (D(carry[0]), D(carry[1])) == (D("8.7550"), D("8.755"))
+
+
+# -- a request id gets one answer, refusals included -------------------------------------
+def receipt(ledger: Ledger, key: str, item: str = "NUT-M8", lot: str | None = None) -> Receive:
+    return Receive(key=key, ts=ledger.clock(), item=item, qty=D(10), lot=lot, location="LINE-3")
+
+
+def put_nut(ledger: Ledger) -> None:
+    put = ledger.execute(
+        PutItem(key="put-nut", ts=ledger.clock(), item="NUT-M8", data={"uom": "ea", "cost": "0.02"})
+    )
+    assert put.ok, put.error
+
+
+def test_a_refused_request_stays_refused_after_its_cause_is_fixed(ledger: Ledger) -> None:
+    first = ledger.execute(receipt(ledger, "rcv-nut"))
+    assert not first.ok and first.error == "unknown item 'NUT-M8'" and not first.duplicate
+    put_nut(ledger)  # the cause is gone: the same receipt would apply now
+    before = snapshot(ledger.conn)
+    again = ledger.execute(receipt(ledger, "rcv-nut"))
+    assert (again.ok, again.error, again.refused, again.duplicate) == (
+        False,
+        first.error,
+        first.refused,
+        True,
+    )
+    assert again.transactions == () and again.alerts == ()
+    assert snapshot(ledger.conn) == before  # not even a second remembered row
+    fresh = ledger.execute(receipt(ledger, "rcv-nut-2"))  # a corrected request, a new key
+    assert fresh.ok and not fresh.duplicate
+    assert item_total(ledger, "NUT-M8") == 10
+
+
+def test_a_state_refusal_is_repeated_as_a_state_refusal(ledger: Ledger) -> None:
+    """refused (exit 1 on the command line, not 2) is part of the answer that is repeated."""
+    ledger.execute(
+        StartOrder(
+            key="o", ts=ledger.clock(), order="ORD-1", work_center="PRESS-3", item="BRKT-100"
+        )
+    )
+    assert ledger.execute(CloseOrder(key="close-1", ts=ledger.clock(), order="ORD-1")).ok
+    first = ledger.execute(CloseOrder(key="close-2", ts=ledger.clock(), order="ORD-1"))
+    again = ledger.execute(CloseOrder(key="close-2", ts=ledger.clock(), order="ORD-1"))
+    assert first.refused and not first.ok
+    assert (again.ok, again.error, again.refused, again.duplicate) == (
+        False,
+        first.error,
+        True,
+        True,
+    )
+
+
+def post_then_refuse(ledger: Ledger) -> None:
+    """Make every receipt post its moves and then be refused: a handler that fails late."""
+
+    def handler(uow: UnitOfWork, cmd: Receive) -> None:
+        ledger._receive(uow, cmd)
+        assert uow.posted
+        raise Rejected("refused after posting")
+
+    ledger._handlers[Receive] = handler
+
+
+def test_a_late_refusal_undoes_its_own_writes_and_keeps_only_the_refusal(
+    ledger: Ledger,
+) -> None:
+    receive(ledger, "STEEL-2MM", "100", "L1")
+    before = snapshot(ledger.conn, STATE_TABLES)
+    post_then_refuse(ledger)
+    result = ledger.execute(receipt(ledger, "late", item="STEEL-2MM", lot="L2"))
+    assert not result.ok and result.transactions == ()
+    assert snapshot(ledger.conn, STATE_TABLES) == before
+    assert remembered(ledger.conn, "late") == {
+        "ok": False,
+        "error": "refused after posting",
+        "refused": False,
+    }
+
+
+def test_a_refusal_in_a_batch_is_remembered_and_the_others_apply(ledger: Ledger) -> None:
+    ts = ledger.clock()
+    batch: list[Command] = [
+        Receive(key="b1", ts=ts, item="BOLT-M8", qty=D(5), location="LINE-3"),
+        Receive(key="b2", ts=ts, item="NUT-M8", qty=D(5), location="LINE-3"),  # refused
+        Receive(key="b3", ts=ts, item="BOLT-M8", qty=D(7), location="LINE-3"),
+    ]
+    first = ledger.execute_batch(batch)
+    assert [r.ok for r in first] == [True, False, True]
+    assert remembered(ledger.conn, "b2") == {
+        "ok": False,
+        "error": "unknown item 'NUT-M8'",
+        "refused": False,
+    }
+    put_nut(ledger)
+    before = snapshot(ledger.conn)
+    again = ledger.execute_batch(batch)
+    assert [(r.ok, r.duplicate) for r in again] == [(True, True), (False, True), (True, True)]
+    assert again[1].error == first[1].error
+    assert snapshot(ledger.conn) == before
+    assert item_total(ledger, "BOLT-M8") == 12 and item_total(ledger, "NUT-M8") == 0
+
+
+def test_a_late_refusal_in_a_batch_undoes_only_itself(ledger: Ledger) -> None:
+    post_then_refuse(ledger)
+    ts = ledger.clock()
+    results = ledger.execute_batch(
+        [
+            Complete(key="c1", ts=ts, work_center="PRESS-3", good=2),
+            Receive(key="late", ts=ts, item="STEEL-2MM", qty=D(9), lot="L9", location="LINE-3"),
+            Complete(key="c2", ts=ts, work_center="PRESS-3", good=3),
+        ]
+    )
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].transactions == () and results[1].alerts == ()
+    assert item_total(ledger, "BRKT-100") == 5
+    assert balances(ledger).get(("STEEL-2MM", "L9")) is None
+    assert remembered(ledger.conn, "late") is not None
+
+
+def disk_full(conn: sqlite3.Connection) -> None:
+    conn.execute("VACUUM")
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # no page to be had: the disk is full
+
+
+def disk_freed(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA max_page_count = 1073741823")
+
+
+def test_a_ledger_failure_is_not_remembered_and_the_same_key_applies_later(
+    ledger: Ledger,
+) -> None:
+    big_lot = "L" * 20_000  # overflow pages: a write that needs a new page
+    command = Receive(
+        key="full", ts=ledger.clock(), item="BOLT-M8", qty=D(3), lot=big_lot, location="LINE-3"
+    )
+    disk_full(ledger.conn)
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        ledger.execute(command)
+    disk_freed(ledger.conn)
+    assert remembered(ledger.conn, "full") is None
+    result = ledger.execute(command)  # not the command's fault: the same key is applied now
+    assert result.ok and not result.duplicate
+    assert item_total(ledger, "BOLT-M8") == 3
+
+
+def test_a_refusal_that_cannot_be_stored_is_not_half_remembered(ledger: Ledger) -> None:
+    key = "k" * 20_000  # remembering it needs a new page
+    disk_full(ledger.conn)
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        ledger.execute(receipt(ledger, key))
+    disk_freed(ledger.conn)
+    assert remembered(ledger.conn, key) is None
+    first = ledger.execute(receipt(ledger, key))
+    assert not first.ok and not first.duplicate
+    put_nut(ledger)
+    assert ledger.execute(receipt(ledger, key)).duplicate
+
+
+def test_a_held_event_that_no_longer_fits_does_not_refuse_the_receipt(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """A retry of held events is not the receipt's doing: it must not refuse (and so burn
+    the request id of) the receipt that triggered it."""
+    ledger.execute(
+        StartOrder(key="o", ts=ledger.clock(), order="ORD-9", work_center="PRESS-3", item="BOLT-M8")
+    )
+    ledger.execute(Complete(key="x", ts=ledger.clock(), work_center="PRESS-3", good=3))
+    moved = {"PRESS-3:": "PRESS-4:", "work_center: PRESS-3": "work_center: PRESS-4"}
+    renamed = write_config(tmp_path / "renamed", **moved)
+    ledger.reconfigure(load(renamed).config)
+    result = ledger.execute(receipt(ledger, "rcv-steel", item="STEEL-2MM", lot="H1"))
+    assert result.ok, result.error
+    assert item_total(ledger, "STEEL-2MM") == 10
+    held = ledger.conn.execute("SELECT status, reason FROM held").fetchall()
+    assert held == [("held", "unknown work center 'PRESS-3' (known: PRESS-4)")]

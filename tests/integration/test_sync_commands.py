@@ -79,10 +79,17 @@ def line(
     central.stop()
 
 
-def dump(conn: sqlite3.Connection) -> list[Any]:
-    tables = ("journal", "stock", "outbox", "events", "orders", "counts", "held",
-              "master_items", "master_boms", "carries", "standards", "counters")
+def dump(conn: sqlite3.Connection, *, events: bool = True) -> list[Any]:
+    """The ledger's rows; events=False leaves out the answers remembered per request_id."""
+    tables = ("journal", "stock", "outbox", "orders", "counts", "held", "master_items",
+              "master_boms", "carries", "standards", "counters", *(("events",) if events else ()))
     return [conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables]
+
+
+def remembered(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """The answers the ledger keeps, by request_id."""
+    rows = conn.execute("SELECT key, reply FROM events WHERE key LIKE 'mqtt:%'").fetchall()
+    return {key.removeprefix("mqtt:"): json.loads(reply) for key, reply in rows}
 
 
 def test_every_command_is_applied_and_answered(line: Line) -> None:
@@ -181,7 +188,7 @@ def test_every_malformed_command_is_answered_or_logged_and_changes_nothing(
     line: Line, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="lineside.sync.commands")
-    before = dump(line.ledger.conn)
+    before, answered = dump(line.ledger.conn, events=False), remembered(line.ledger.conn)
     for _, name, payload, _ in BAD:
         line.send(name, payload)
     line.send("reverse", {"request_id": "last", "tx_id": "nope"})  # the worker is FIFO
@@ -202,7 +209,30 @@ def test_every_malformed_command_is_answered_or_logged_and_changes_nothing(
         assert reply["request_id"] == "probe" or reply["ok"] is False
     logged = [r.getMessage() for r in caplog.records if "no reply possible" in r.getMessage()]
     assert len(logged) == sum(1 for *_, e in BAD if e is None), logged
+    assert dump(line.ledger.conn, events=False) == before
+    # The only rows written: the ledger's refusals, remembered under their request_ids.
+    new = {k: v for k, v in remembered(line.ledger.conn).items() if k not in answered}
+    assert {"m6", "m14", "m15", "m19", "last"} <= new.keys()
+    assert all(v["ok"] is False and v["error"] == replies[k]["error"] for k, v in new.items())
+
+
+def test_a_refused_request_id_keeps_its_answer_after_the_cause_is_fixed(line: Line) -> None:
+    receipt = {"request_id": "rcv-nut", "item": "NUT-M8", "qty": "5", "location": "LINE-3"}
+    line.send("receipt", receipt)
+    first = line.reply("rcv-nut")
+    assert first["ok"] is False and first["error"] == "unknown item 'NUT-M8'"
+    line.send("item.put", {"request_id": "put-nut", "item": "NUT-M8", "uom": "ea"})
+    assert line.reply("put-nut")["ok"] is True
+    before = dump(line.ledger.conn)
+    line.send("receipt", receipt)  # the same request_id, now that the item exists
+    wait_until(lambda: len(line.replies_to("rcv-nut")) == 2, 10, "the second reply")
+    assert line.replies_to("rcv-nut") == [{k: v for k, v in first.items() if k != "topic"}] * 2
     assert dump(line.ledger.conn) == before
+    line.send("receipt", {**receipt, "request_id": "rcv-nut-2"})  # corrected: a new request_id
+    assert line.reply("rcv-nut-2")["ok"] is True
+    receipts = line.ledger.conn.execute(
+        "SELECT qty FROM journal WHERE kind = 'receipt' AND item = 'NUT-M8'").fetchall()
+    assert receipts == [("5",)]
 
 
 def test_commands_keep_flowing_while_the_ledger_is_busy(line: Line) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -102,12 +103,27 @@ class UnitOfWork:
         # component's carry once instead of 100 times.
         self._dirty: dict[tuple[str, str], Carry] = {}
 
-    def savepoint(self) -> dict[tuple[str, str], Carry]:
-        """What must survive a ROLLBACK TO: the carries not yet written."""
-        return dict(self._dirty)
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """A part of the unit of work that, if it raises, is undone alone: its rows (by a
+        savepoint) and what it left in memory, while the rest of the unit of work stays."""
+        posted, alerts, unwritten = len(self.posted), len(self.alerts), dict(self._dirty)
+        self.conn.execute("SAVEPOINT attempt")
+        try:
+            yield
+        except BaseException:
+            # SQLite may have rolled back the whole transaction (SQLITE_FULL can), taking the
+            # savepoint with it; __exit__ then has nothing left to undo either.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK TO attempt")
+                self.conn.execute("RELEASE attempt")
+            self.forget(unwritten)
+            del self.posted[posted:], self.alerts[alerts:]
+            raise
+        self.conn.execute("RELEASE attempt")
 
     def forget(self, unwritten: dict[tuple[str, str], Carry] | None = None) -> None:
-        """Drop the read caches after a ROLLBACK TO; unwritten is savepoint()'s answer."""
+        """Drop the read caches after a rollback; unwritten: the carries still to write."""
         self._lots.clear()
         self._carries.clear()
         self._orders.clear()
@@ -421,8 +437,9 @@ class UnitOfWork:
             " DO UPDATE SET data = excluded.data, ts = excluded.ts",
             (key, json.dumps(data), iso(ts)),
         )
-        version = int(self.meta("master_version") or 0) + 1
-        self.set_meta("master_version", str(version))
+        # A fresh token, not a counter: a rolled-back put would hand its number out again,
+        # and a Ledger that had read the master data of the undone put would keep them.
+        self.set_meta("master_version", uuid4_strings(1)[0])
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

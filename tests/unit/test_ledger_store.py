@@ -1,0 +1,64 @@
+"""The unit of work's building blocks on a real SQLite file: an attempt that fails is undone
+alone, and master data versions are never handed out twice."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from lineside.agent.domain.backflush import Carry, Move
+from lineside.agent.ledger.store import Posting, UnitOfWork, connect
+
+TS = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    return connect(tmp_path / "ledger.sqlite")
+
+
+def receipt(uow: UnitOfWork, lot: str) -> None:
+    move = Move("receipt", "BOLT-M8", "LINE-3", lot, Decimal(5), Decimal("0.25"))
+    uow.post(move, "ea", Posting(TS, f"rcv-{lot}", "test"))
+
+
+def count(conn: sqlite3.Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def test_a_failed_attempt_is_undone_alone(conn: sqlite3.Connection) -> None:
+    with UnitOfWork(conn) as uow:
+        receipt(uow, "A")
+        uow.save_carry("b", "BOLT-M8", Carry(Decimal("0.5"), Decimal(0)))
+        with pytest.raises(RuntimeError), uow.attempt():
+            receipt(uow, "B")
+            uow.save_carry("b", "BOLT-M8", Carry(Decimal("9.5"), Decimal(9)))
+            uow.alert("negative_stock", TS)
+            raise RuntimeError("refused late")
+        assert [t["lot"] for t in uow.posted] == ["A"] and uow.alerts == []
+        with uow.attempt():
+            uow.remember("k", "Receive", TS, '{"ok": false}')
+        uow.commit()
+    assert [r[0] for r in conn.execute("SELECT lot FROM journal")] == ["A"]
+    assert conn.execute("SELECT lot, qty FROM stock").fetchall() == [("A", "5")]
+    assert count(conn, "outbox") == 1 and count(conn, "events") == 1
+    # The carry saved before the attempt is written; the undone one is not.
+    assert conn.execute("SELECT exact FROM carries").fetchall() == [("0.5",)]
+
+
+def test_an_undone_master_put_never_lends_its_version_to_the_next(
+    conn: sqlite3.Connection,
+) -> None:
+    """A Ledger that read master data inside an undone put must see the next put as new."""
+    with UnitOfWork(conn) as uow:
+        uow.put_master("master_items", "NUT-M8", {"uom": "ea"}, TS)
+        undone = uow.meta("master_version")  # what a Ledger would have cached
+    with UnitOfWork(conn) as uow:
+        uow.put_master("master_items", "NUT-M9", {"uom": "ea"}, TS)
+        uow.commit()
+    with UnitOfWork(conn) as uow:
+        assert uow.meta("master_version") not in (None, undone)
