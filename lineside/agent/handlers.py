@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -51,13 +51,9 @@ from lineside.agent.domain.counters import interpret
 from lineside.agent.domain.model import NO_LOT, Item, MasterData, WorkCenter
 from lineside.agent.ledger.store import Posting, UnitOfWork, iso
 from lineside.agent.points import PointMap, point_map
+from lineside.clock import Clock, utc_now
 
 log = logging.getLogger("lineside.ledger")
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
