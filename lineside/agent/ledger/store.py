@@ -236,10 +236,14 @@ class UnitOfWork:
             self.lots_of([m.item for m, _ in moves if m.location == location], location)
         rows = []
         for i, (move, _) in enumerate(moves):
-            rows.append((move.item, move.location, move.lot, str(self._moved(move)), first + i))
+            balance, requeued = self._moved(move)
+            rows.append((move.item, move.location, move.lot, str(balance), first + i, requeued))
+        # A row whose balance comes back above zero as new stock (see _new_stock) queues
+        # behind the lots that arrived meanwhile.
         self.conn.executemany(
-            "INSERT INTO stock (item, location, lot, qty, fifo) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (item, location, lot) DO UPDATE SET qty = excluded.qty",
+            "INSERT INTO stock (item, location, lot, qty, fifo) VALUES (?1, ?2, ?3, ?4, ?5)"
+            " ON CONFLICT (item, location, lot) DO UPDATE SET qty = excluded.qty,"
+            " fifo = CASE WHEN ?6 THEN excluded.fifo ELSE fifo END",
             rows,
         )
         self.conn.executemany(
@@ -301,15 +305,21 @@ class UnitOfWork:
                 self._lots[(item, location)].append(LotBalance(lot, Decimal(qty)))
         return {item: list(lots) for item in items if (lots := self._lots[(item, location)])}
 
-    def _moved(self, move: Move) -> Decimal:
-        """Apply a move to the lots cache (loaded for its item and location); the new balance."""
+    def _moved(self, move: Move) -> tuple[Decimal, bool]:
+        """Apply a move to the lots cache (loaded for its item and location): the new
+        balance, and whether the row went to the back of the FIFO queue (see post_many)."""
         lots = self._lots[(move.item, move.location)]
         for index, balance in enumerate(lots):
             if balance.lot == move.lot:
-                lots[index] = LotBalance(move.lot, balance.qty + move.qty)
-                return lots[index].qty
+                moved = LotBalance(move.lot, balance.qty + move.qty)
+                if balance.qty <= 0 < moved.qty and _new_stock(move):
+                    del lots[index]
+                    lots.append(moved)
+                    return moved.qty, True
+                lots[index] = moved
+                return moved.qty, False
         lots.append(LotBalance(move.lot, move.qty))  # a new row is the newest in FIFO order
-        return move.qty
+        return move.qty, False
 
     def save_carries(self, bucket: str, carries: dict[str, Carry]) -> None:
         """Remembered now, written at commit (read back from memory until then)."""
@@ -458,6 +468,14 @@ def rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Iter
     cur = conn.execute(sql, params)
     cur.row_factory = sqlite3.Row
     yield from cur
+
+
+def _new_stock(move: Move) -> bool:
+    """Stock that was not on the shelf before: a lot received again after it ran out, or
+    stock of unknown origin on the lot-less row (a count's gain), which FIFO then takes
+    after every real lot so that consumption keeps its genealogy. A reversal or a count of
+    a named lot gives back the same material, which keeps its place in the queue."""
+    return move.lot == NO_LOT or move.kind == "receipt"
 
 
 __all__ = ["NO_LOT", "Posting", "UnitOfWork", "connect", "dec", "iso", "rows", "tx_payload"]
