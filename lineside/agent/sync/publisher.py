@@ -3,8 +3,10 @@
 - Feeder (the store thread) does all the SQLite work: it reads the outbox in pages, stores
   each P/tx message with its seq before it is offered for publishing, records the
   acknowledgements (on the message: one row per batch), marks the acknowledged rows sent,
-  and keeps a few messages ready ahead of the window. An fsync on a slow SD card never
-  stalls the network loop.
+  and keeps messages ready ahead of the window, refilled by halves so that one commit
+  stores many seqs. An fsync on a slow SD card never stalls the network loop. It is woken
+  once per refill and once per ACK_BATCH acks, not per message: every wake-up costs both
+  threads a hand-over of Python's GIL.
 - Window (the network thread, which also runs paho's loop) publishes ready messages
   while fewer than inflight_max are unacknowledged, and hands each acknowledgement back by
   mid. on_publish only ever runs inside that thread's loop call, never while publish() is
