@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 
@@ -64,3 +65,31 @@ def test_a_refused_connection_points_at_the_credentials() -> None:
     assert "check mqtt.username and mqtt.password_file" in explain_refusal("Not authorized", PLAIN)
     assert "refused the connection: Server unavailable" in explain_refusal(
         "Server unavailable", PLAIN)
+
+
+def test_the_first_paho_error_of_a_connection_is_kept_and_still_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from lineside.agent.sync.service import _Link  # the connection's view of paho
+
+    link = _Link()
+    logger = link.logger()
+    logger.debug("Sending PUBLISH (d0, q1, r0, m1)")
+    logger.error("failed to receive on socket: [Errno 104] Connection reset by peer")
+    logger.error("a consequence")
+    assert link.last_paho_error == (
+        "failed to receive on socket: [Errno 104] Connection reset by peer"
+    )
+    assert [r.getMessage() for r in caplog.records if r.name == "lineside.sync.paho"][-2:] == [
+        "failed to receive on socket: [Errno 104] Connection reset by peer",
+        "a consequence",
+    ]
+    # A level changed later (a reload) reaches the connection's logger at once.
+    paho = logging.getLogger("lineside.sync.paho")
+    try:
+        paho.setLevel(logging.INFO)
+        assert not logger.isEnabledFor(logging.DEBUG)
+        paho.setLevel(logging.DEBUG)
+        assert logger.isEnabledFor(logging.DEBUG)
+    finally:
+        paho.setLevel(logging.NOTSET)

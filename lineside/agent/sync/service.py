@@ -110,13 +110,20 @@ class _Link:
     def logger(self) -> logging.Logger:
         """A logger of paho's own for this connection, its records going where paho's go.
 
-        Not registered with logging (one per connection, nothing to leak); a change of log
-        level reaches it at the next connection, as it caches what is enabled.
+        Not registered with logging (one per connection, nothing to leak).
         """
-        logger = logging.Logger(PAHO_LOGGER)
+        logger = _UncachedLogger(PAHO_LOGGER)
         logger.parent = logging.getLogger(PAHO_LOGGER)
         logger.addFilter(self.errors)
         return logger
+
+
+class _UncachedLogger(logging.Logger):
+    """Asks its parents every time: logging clears the cache of what is enabled only for
+    the loggers it knows, so a cached answer would miss a level changed by a reload."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return self.manager.disable < level and level >= self.getEffectiveLevel()
 
 
 class _StockWatch:
