@@ -123,7 +123,12 @@ def median(values: Sequence[float]) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of every thread of the process, from /proc/PID/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def stat_cpu_seconds(stat: Path) -> float:
+    """User + system CPU time from a /proc stat file (a process's, or a thread's under task/)."""
+    text = stat.read_text()
     fields = text[text.rindex(")") + 2 :].split()  # the name may contain spaces
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 

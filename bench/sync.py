@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from common import CLK_TCK, cpu_seconds
+from common import cpu_seconds, stat_cpu_seconds
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lineside.agent.config import load
@@ -85,9 +85,7 @@ def thread_cpu() -> dict[str, float]:
     names = {str(t.native_id): t.name for t in threading.enumerate()}
     out: dict[str, float] = {}
     for tid in os.listdir("/proc/self/task"):
-        text = Path(f"/proc/self/task/{tid}/stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()
-        out[names.get(tid, tid)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        out[names.get(tid, tid)] = stat_cpu_seconds(Path(f"/proc/self/task/{tid}/stat"))
     return out
 
 
