@@ -131,7 +131,7 @@ class Ledger:
         statement journal: a fifth of the one-command-per-transaction rate.)"""
         with UnitOfWork(self.conn) as uow:
             if uow.seen(command.key) is None:
-                uow.remember(command.key, type(command).__name__, command.ts, _stored(result))
+                _remember(uow, command, result)
             uow.commit()
 
     def execute_batch(self, commands: list[Command]) -> list[Result]:
@@ -184,7 +184,7 @@ class Ledger:
             return _duplicate(stored)
         result = self._run(uow, command, isolation)
         if _keyed(command) and (result.ok or isolation is not Isolation.ALONE):
-            uow.remember(command.key, type(command).__name__, command.ts, _stored(result))
+            _remember(uow, command, result)
         return result
 
     def _run(self, uow: UnitOfWork, command: Command, isolation: Isolation) -> Result:
@@ -792,6 +792,10 @@ def _keyed(command: Command) -> bool:
     """Readings and notices carry no client's key (a reading's key is its point, the same
     for every value): only commands someone sent under a request id are remembered."""
     return not isinstance(command, CounterReading | MeterReading | Notice)
+
+
+def _remember(uow: UnitOfWork, command: Command, result: Result) -> None:
+    uow.remember(command.key, type(command).__name__, command.ts, _stored(result))
 
 
 def _stored(result: Result) -> str:

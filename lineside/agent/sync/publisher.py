@@ -83,7 +83,7 @@ class Pipeline:
         with self.lock:
             item = self.ready.popleft() if self.ready else None
             # Waking the store thread costs both threads a GIL hand-over: once per refill.
-            if len(self.ready) <= self.low_water and not self.wake_feeder.is_set():
+            if self.low() and not self.wake_feeder.is_set():
                 self.wake_feeder.set()
             return item
 
