@@ -261,3 +261,37 @@ def test_stock_is_published_retained_on_change(line: Line) -> None:
         assert Contract().errors("stock", late.json_on(f"{P}/stock")[-1]) == []
     finally:
         late.stop()
+
+
+def test_a_retained_command_is_ignored_on_every_subscription(
+    broker: Broker, sync_config: Callable[..., LoadedConfig], clock: StepClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="lineside.sync.commands")
+    config = sync_config(broker.port)
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="careless-mes")
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    body = {"request_id": "kept", "item": "BOLT-M8", "qty": "5", "location": "LINE-3"}
+    sender.publish(f"{P}/cmd/receipt", json.dumps(body), qos=1, retain=True).wait_for_publish(5)
+    ledger = open_ledger(config, clock)
+    central = Consumer(broker.port, [f"{P}/reply/#"]).start()
+    try:
+        for _ in range(2):  # the broker hands the retained copy over with each subscription
+            sync = Sync(config, ledger, config.data_dir / LEDGER_FILE)
+            sync.start()
+            wait_until(lambda s=sync: s.commands_ready, 10, "the subscription")
+            probe = f"probe-{len(central.messages)}"
+            sender.publish(f"{P}/cmd/order.close", json.dumps(
+                {"request_id": probe, "order": "NONE"}), qos=1).wait_for_publish(5)
+            wait_until(lambda p=probe: any(p.encode() in m for _, m, _ in central.messages),
+                       10, "the probe's reply")
+            sync.stop(5)
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        central.stop()
+    assert ledger.conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 0
+    assert not any(b'"kept"' in m for _, m, _ in central.messages)
+    ignored = [r for r in caplog.records if "ignored a retained command" in r.getMessage()]
+    assert len(ignored) == 2 and f"{P}/cmd/receipt" in ignored[0].getMessage()
