@@ -34,6 +34,11 @@ from lineside.agent.sync.payloads import COMMAND_NAMES, Topics, reply
 log = logging.getLogger("lineside.sync.commands")
 
 MAX_COMMAND_BYTES = 64 * 1024
+# The deepest command (bom.put: object, components list, component) needs 3 levels. Checked
+# before parsing: Python's json recurses per level, and 30,000 levels fit in 64 KiB.
+MAX_NESTING = 16
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
 _DECIMAL = re.compile(r"-?\d+(\.\d+)?")
 # Enough to find the request_id of a payload we will not parse (too big, or broken JSON).
 _SNIFF_BYTES = 4096
@@ -89,6 +94,12 @@ class CommandParser:
                 sniff_request_id(payload),
                 error=f"payload of {len(payload)} bytes is over the {self.max_bytes}-byte limit",
             )
+        if nesting(payload) > MAX_NESTING:
+            return Parsed(
+                name,
+                sniff_request_id(payload),
+                error=f"payload is nested more than {MAX_NESTING} levels deep",
+            )
         try:
             data = json.loads(payload.decode("utf-8"))
         except UnicodeDecodeError:
@@ -116,6 +127,18 @@ class CommandParser:
         except ValueError as exc:
             return Parsed(name, request_id, error=str(exc))
         return Parsed(name, request_id, command=command)
+
+
+def nesting(payload: bytes) -> int:
+    """How deep lists and objects nest in a JSON text (brackets inside strings not counted)."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_JSON_STRING.sub(b"", payload)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def sniff_request_id(payload: bytes) -> str | None:

@@ -30,6 +30,7 @@ from lineside.agent.sync.commands_in import (
     CommandParser,
     LedgerProtocol,
     Outgoing,
+    Parsed,
     handle,
     sniff_request_id,
 )
@@ -181,6 +182,12 @@ class Inbox:
         assert self.ledger is not None
         out = None
         try:
-            out = handle(self.parser.parse(name, payload), self.ledger, self.topics)
+            try:
+                parsed = self.parser.parse(name, payload)
+            except Exception as exc:  # a bug in the checks: still an answer, never silence
+                log.exception("command on %s could not be checked", self.topics.cmd(name))
+                error = f"internal error: {type(exc).__name__}: {exc}"
+                parsed = Parsed(name, sniff_request_id(payload), error=error)
+            out = handle(parsed, self.ledger, self.topics)
         finally:  # durable now, or refused: acknowledged once the reply is out
             self._returned.put(Answer(out, delivery))
