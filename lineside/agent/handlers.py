@@ -179,9 +179,13 @@ class Ledger:
         all of it back, so the caller remembers the refusal (execute); otherwise a refusal
         is undone alone (execute_batch) and remembered here.
         """
-        stored = uow.seen(command.key)
+        stored = uow.seen_as(command.key)
         if stored is not None:
-            return _duplicate(stored)
+            kind, reply = stored
+            if kind != type(command).__name__:  # the key is taken: this command never ran
+                error = f"{command.key} was used for another command ({kind})"
+                return Result(ok=False, error=error, duplicate=True, detail={"used_for": kind})
+            return _duplicate(reply)
         result = self._run(uow, command, isolation)
         if _keyed(command) and (result.ok or isolation is not Isolation.ALONE):
             _remember(uow, command, result)

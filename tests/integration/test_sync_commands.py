@@ -302,3 +302,26 @@ def test_a_retained_command_is_ignored_on_every_subscription(
     assert not any(b'"kept"' in m for _, m, _ in central.messages)
     ignored = [r for r in caplog.records if "ignored a retained command" in r.getMessage()]
     assert len(ignored) == 2 and f"{P}/cmd/receipt" in ignored[0].getMessage()
+
+
+def test_a_request_id_used_for_another_command_is_refused_not_answered_ok(line: Line) -> None:
+    line.send("receipt", {"request_id": "r1", "item": "BOLT-M8", "qty": "10",
+                          "location": "LINE-3"})
+    assert line.reply("r1")["ok"] is True
+    line.send("order.start", {"request_id": "o1", "order": "PO-7", "work_center": "PRESS-3",
+                              "item": "BRKT-100"})
+    assert line.reply("o1")["ok"] is True
+    before = dump(line.ledger.conn)
+    line.send("order.close", {"request_id": "r1", "order": "PO-7"})
+    line.send("count", {"request_id": "r1", "item": "BOLT-M8", "qty": "3", "location": "LINE-3"})
+    wait_until(lambda: len(line.replies_to("r1")) == 3, 10, "both answers")
+    first, close, count = line.replies_to("r1")
+    assert first["ok"] is True
+    for reply in (close, count):
+        assert reply == {"request_id": "r1", "ok": False,
+                         "error": "request_id r1 was used for receipt"}
+    assert dump(line.ledger.conn) == before  # nothing applied, nothing remembered
+    line.send("receipt", {"request_id": "r1", "item": "BOLT-M8", "qty": "10",
+                          "location": "LINE-3"})
+    wait_until(lambda: len(line.replies_to("r1")) == 4, 10, "the repeat's answer")
+    assert line.replies_to("r1")[-1]["ok"] is True  # the receipt itself: answered again

@@ -160,8 +160,14 @@ class UnitOfWork:
     # -- idempotency -------------------------------------------------------------------
     def seen(self, key: str) -> str | None:
         """The stored reply of an event already applied, or None."""
-        row = self.conn.execute("SELECT reply FROM events WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0] or "")
+        found = self.seen_as(key)
+        return None if found is None else found[1]
+
+    def seen_as(self, key: str) -> tuple[str, str] | None:
+        """The kind of command an event key was used for and its stored reply, or None."""
+        row = self.conn.execute("SELECT kind, reply FROM events WHERE key = ?", (key,))
+        found = row.fetchone()
+        return None if found is None else (str(found[0]), str(found[1] or ""))
 
     def remember(self, key: str, kind: str, ts: datetime, reply: str = "") -> None:
         self.conn.execute(

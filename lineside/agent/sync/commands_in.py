@@ -180,6 +180,10 @@ def _outcome(parsed: Parsed, ledger: LedgerProtocol) -> tuple[bool, str | None]:
     except Exception as exc:  # the agent keeps running: answer, log the trace once
         log.exception("command %s %s failed", parsed.name, parsed.request_id)
         return False, f"internal error: {type(exc).__name__}: {exc}"
+    used_for = result.detail.get("used_for")
+    if used_for is not None:
+        name = NAME_OF.get(used_for, used_for)
+        return False, f"request_id {parsed.request_id} was used for {name}"
     return result.ok, None if result.ok else (result.error or "refused")
 
 
@@ -259,6 +263,17 @@ def _check_decimals(data: dict[str, Any], prefix: str) -> None:
         if isinstance(data.get(name), str):
             decimal(data[name], prefix + name)
 
+
+# The command name of each kind of command the ledger remembers (events.kind).
+NAME_OF = {
+    "Receive": "receipt",
+    "Count": "count",
+    "StartOrder": "order.start",
+    "CloseOrder": "order.close",
+    "Reverse": "reverse",
+    "PutItem": "item.put",
+    "PutBom": "bom.put",
+}
 
 _BUILDERS: dict[str, Callable[[dict[str, Any], str, datetime], Command]] = {
     "receipt": _receipt,
