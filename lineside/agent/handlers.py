@@ -50,6 +50,7 @@ from lineside.agent.domain.backflush import (
 )
 from lineside.agent.domain.counters import interpret
 from lineside.agent.domain.model import NO_LOT, Item, MasterData, WorkCenter
+from lineside.agent.inputs import BadInput, check_code, check_quantity, decimal_text
 from lineside.agent.ledger.store import Posting, UnitOfWork, iso
 from lineside.agent.points import PointMap, point_map
 from lineside.clock import Clock, utc_now
@@ -440,6 +441,7 @@ class Ledger:
         meter = self.points.meters.get(cmd.point)
         if meter is None:
             raise Rejected(f"point {cmd.point!r} is not a meter")
+        _checked(check_quantity, cmd.value, f"meter {cmd.point} total")
         last_text = uow.counter(cmd.point)
         last = None if last_text is None else Decimal(last_text)
         delta = interpret(last, cmd.value, None, meter.max_delta)
@@ -449,14 +451,18 @@ class Ledger:
         event = f"{cmd.point}:{last}->{cmd.value}"
         if delta.kind == "reset":
             uow.alert(
-                "counter_reset", cmd.ts, point=cmd.point, last=str(last), value=str(cmd.value)
+                "counter_reset",
+                cmd.ts,
+                point=cmd.point,
+                last=None if last is None else decimal_text(last),
+                value=decimal_text(cmd.value),
             )
         if delta.kind == "implausible":
             command = {
                 "type": "measured",
                 "work_center": meter.work_center,
                 "item": meter.item,
-                "qty": str(delta.delta),
+                "qty": decimal_text(Decimal(delta.delta)),
                 "event": event,
             }
             reason = f"implausible meter jump of {delta.delta} (above max_delta)"
@@ -466,7 +472,7 @@ class Ledger:
                 cmd.ts,
                 held_id=held_id,
                 point=cmd.point,
-                qty=str(delta.delta),
+                qty=decimal_text(Decimal(delta.delta)),
                 event=event,
             )
             return
@@ -515,11 +521,15 @@ class Ledger:
                 cmd.ts,
             )
         elif kind == "measured":
+            try:
+                qty = check_quantity(Decimal(command["qty"]))
+            except BadInput as exc:  # held before quantities were bounded: never postable
+                raise Rejected(f"held event {cmd.held_id} cannot post: {exc}; discard it") from None
             self._post_measured(
                 uow,
                 command["work_center"],
                 command["item"],
-                Decimal(command["qty"]),
+                qty,
                 command["event"],
                 cmd.ts,
             )
@@ -569,7 +579,8 @@ class Ledger:
     def _receive(self, uow: UnitOfWork, cmd: Receive) -> None:
         item = self._stocked_item(cmd.item)
         qty = self._quantity(item, cmd.qty, positive=True)
-        lot = _lot(cmd.lot)
+        self._location(cmd.location)
+        lot = _lot(_checked(check_code, cmd.lot, "lot"))
         move = Move("receipt", item.code, cmd.location, lot, qty, qty * item.cost)
         self._post_move(uow, move, Posting(cmd.ts, cmd.key, cmd.cause or cmd.key))
         if lot != NO_LOT:
@@ -597,8 +608,9 @@ class Ledger:
         counted = self._quantity(item, cmd.qty, positive=False)
         if counted < 0:
             raise Rejected("a counted quantity cannot be negative")
+        self._location(cmd.location)
         lots = uow.lots(item.code, cmd.location)
-        lot = _lot(cmd.lot)
+        lot = _lot(_checked(check_code, cmd.lot, "lot"))
         book = sum((b.qty for b in lots if cmd.lot is None or b.lot == lot), Decimal(0))
         diff = counted - book
         posting = Posting(cmd.ts, cmd.key, cmd.cause or f"count {cmd.key}")
@@ -617,10 +629,10 @@ class Ledger:
                 "item": item.code,
                 "location": cmd.location,
                 "lot": cmd.lot,
-                "book": str(book),
-                "counted": str(counted),
-                "diff": str(diff),
-                "value": str(diff * item.cost),
+                "book": decimal_text(book),
+                "counted": decimal_text(counted),
+                "diff": decimal_text(diff),
+                "value": decimal_text(diff * item.cost),
                 "event": cmd.key,
             }
         )
@@ -651,8 +663,10 @@ class Ledger:
     # -- orders --------------------------------------------------------------------------
     def _start_order(self, uow: UnitOfWork, cmd: StartOrder) -> None:
         wc = self._work_center(cmd.work_center)
-        self._item(cmd.item)
-        if cmd.qty is not None and cmd.qty <= 0:
+        _checked(check_code, cmd.order, "order")
+        self._stocked_item(cmd.item)
+        qty = _checked(check_quantity, cmd.qty, "qty")
+        if qty is not None and qty <= 0:
             raise Rejected("order quantity must be more than 0")
         existing = uow.order(cmd.order)
         if existing is not None:
@@ -664,7 +678,7 @@ class Ledger:
         if active is not None:
             uow.close_order(active[0], cmd.ts)
             log.info("order %s closed: %s started at %s", active[0], cmd.order, wc.code)
-        uow.start_order(cmd.order, wc.code, cmd.item, cmd.qty, cmd.ts)
+        uow.start_order(cmd.order, wc.code, cmd.item, qty, cmd.ts)
 
     def _close_order(self, uow: UnitOfWork, cmd: CloseOrder) -> None:
         existing = uow.order(cmd.order)
@@ -676,6 +690,7 @@ class Ledger:
 
     # -- master data ---------------------------------------------------------------------
     def _put_item(self, uow: UnitOfWork, cmd: PutItem) -> None:
+        _checked(check_code, cmd.item, "item")
         try:
             cfg = ItemConfig.model_validate(cmd.data)
         except ValidationError as exc:
@@ -736,7 +751,7 @@ class Ledger:
             ts,
             item=item,
             location=location,
-            qty=str(balance),
+            qty=decimal_text(balance),
             event=event,
             action="count this item",
         )
@@ -751,8 +766,16 @@ class Ledger:
     def _item(self, code: str) -> Item:
         item = self._master.items.get(code)
         if item is None:
+            _checked(check_code, code, "item")  # a clearer reason than "unknown" first
             raise Rejected(f"unknown item {code!r}")
         return item
+
+    def _location(self, code: str) -> None:
+        """Stock only moves to a location the config knows: a work center's or a declared one."""
+        if code not in self._master.locations:
+            _checked(check_code, code, "location")
+            known = ", ".join(sorted(self._master.locations)) or "none configured"
+            raise Rejected(f"unknown location {code!r} (known: {known})")
 
     def _stocked_item(self, code: str) -> Item:
         item = self._item(code)
@@ -762,8 +785,7 @@ class Ledger:
 
     @staticmethod
     def _quantity(item: Item, qty: Decimal, *, positive: bool) -> Decimal:
-        if not qty.is_finite():
-            raise Rejected(f"quantity {qty} is not a number")
+        qty = _checked(check_quantity, qty, "qty")
         if positive and qty <= 0:
             raise Rejected("quantity must be more than 0")
         if item.round(qty) != qty:
@@ -778,6 +800,16 @@ def _at_decimals(move: Move, item: Item) -> Move:
 
 def _lot(lot: str | None) -> str:
     return NO_LOT if lot is None else lot
+
+
+def _checked(check: Callable[[Any, str], Any], value: Any, field: str) -> Any:
+    """value through an inputs check (None passes), its BadInput as the command's refusal."""
+    if value is None:
+        return None
+    try:
+        return check(value, field)
+    except BadInput as exc:
+        raise Rejected(str(exc)) from None
 
 
 class Isolation(Enum):

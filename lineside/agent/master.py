@@ -52,7 +52,8 @@ def build(config: LinesideConfig, overlays: Mapping[str, Any] | None = None) -> 
     for code, data in (overlays or {}).get("boms", {}).items():
         boms[code] = bom_from(code, BomConfig.model_validate(data))
     wcs = {code: work_center_from(code, cfg) for code, cfg in config.work_centers.items()}
-    return MasterData(items=items, boms=boms, work_centers=wcs)
+    locations = frozenset(wc.location for wc in wcs.values()) | frozenset(config.locations)
+    return MasterData(items=items, boms=boms, work_centers=wcs, locations=locations)
 
 
 def read_overlays(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from lineside.agent.domain.backflush import Carry, Move
 from lineside.agent.domain.model import NO_LOT, LotBalance
+from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
@@ -204,12 +205,12 @@ class UnitOfWork:
                 "kind": move.kind,
                 "item": move.item,
                 "location": move.location,
-                "qty": str(move.qty),
+                "qty": decimal_text(move.qty),
                 "uom": uom,
                 "lot": move.lot or None,
                 "order": posting.order_no,
                 "work_center": posting.work_center,
-                "cost": str(move.cost),
+                "cost": decimal_text(move.cost),
                 "cause": posting.cause,
             }
             for n, (move, uom) in enumerate(moves)
@@ -249,7 +250,8 @@ class UnitOfWork:
         rows = []
         for i, (move, _) in enumerate(moves):
             balance, requeued = self._moved(move)
-            rows.append((move.item, move.location, move.lot, str(balance), first + i, requeued))
+            text = decimal_text(balance)
+            rows.append((move.item, move.location, move.lot, text, first + i, requeued))
         # A row whose balance comes back above zero as new stock (see _new_stock) queues
         # behind the lots that arrived meanwhile.
         self.conn.executemany(
@@ -433,7 +435,7 @@ class UnitOfWork:
         self.conn.execute(
             "INSERT INTO orders (order_no, work_center, item, qty, status, started_ts)"
             " VALUES (?, ?, ?, ?, 'active', ?)",
-            (order_no, wc, item, None if qty is None else str(qty), iso(ts)),
+            (order_no, wc, item, None if qty is None else decimal_text(qty), iso(ts)),
         )
         self._orders.clear()
 

@@ -28,6 +28,7 @@ from lineside.agent.commands import (
     Reverse,
     StartOrder,
 )
+from lineside.agent.inputs import parse_quantity
 from lineside.agent.sync.contract import Contract
 from lineside.agent.sync.payloads import COMMAND_NAMES, Topics, reply
 
@@ -39,7 +40,6 @@ MAX_COMMAND_BYTES = 64 * 1024
 MAX_NESTING = 16
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(rb"[\[\]{}]")
-_DECIMAL = re.compile(r"-?\d+(\.\d+)?")
 # Enough to find the request_id of a payload we will not parse (too big, or broken JSON).
 _SNIFF_BYTES = 4096
 _REQUEST_ID = re.compile(rb'"request_id"\s*:\s*"((?:[^"\\\r\n]|\\.){1,128})"')
@@ -101,13 +101,15 @@ class CommandParser:
                 error=f"payload is nested more than {MAX_NESTING} levels deep",
             )
         try:
-            data = json.loads(payload.decode("utf-8"))
+            data = json.loads(payload.decode("utf-8"), object_pairs_hook=_unique_keys)
         except UnicodeDecodeError:
             return Parsed(name, sniff_request_id(payload), error="payload is not UTF-8 text")
         except json.JSONDecodeError as exc:
             return Parsed(
                 name, sniff_request_id(payload), error=f"payload is not valid JSON: {exc}"
             )
+        except _DuplicateKey as exc:
+            return Parsed(name, sniff_request_id(payload), error=str(exc))
         if not isinstance(data, dict):
             return Parsed(name, None, error="payload must be a JSON object")
         raw_id = data.get("request_id")
@@ -127,6 +129,20 @@ class CommandParser:
         except ValueError as exc:
             return Parsed(name, request_id, error=str(exc))
         return Parsed(name, request_id, command=command)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are unique: a repeated key is refused, not the last one taken."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        keys = [key for key, _ in pairs]
+        repeated = next(key for n, key in enumerate(keys) if key in keys[:n])
+        raise _DuplicateKey(f"duplicate key {repeated!r} in the payload")
+    return data
 
 
 def nesting(payload: bytes) -> int:
@@ -190,10 +206,8 @@ def _outcome(parsed: Parsed, ledger: LedgerProtocol) -> tuple[bool, str | None]:
 # -- payload -> command ------------------------------------------------------------------
 def decimal(value: str, field: str) -> Decimal:
     # The schema checked the pattern; fullmatch also refuses the trailing newline that
-    # a JSON Schema '$' lets through.
-    if not _DECIMAL.fullmatch(value):
-        raise ValueError(f'{field}: {value!r} is not a decimal string such as "12.5"')
-    return Decimal(value)
+    # a JSON Schema '$' lets through, and non-ASCII digits.
+    return parse_quantity(value, field)
 
 
 def _receipt(d: dict[str, Any], key: str, ts: datetime) -> Command:
