@@ -695,6 +695,8 @@ class Ledger:
             cfg = ItemConfig.model_validate(cmd.data)
         except ValidationError as exc:
             raise Rejected(_pydantic_message(exc)) from None
+        self._check_stock_allows(uow, cmd.item, cfg)
+        self._check_master(item=(cmd.item, cfg))
         uow.put_master("master_items", cmd.item, cfg.model_dump(mode="json"), cmd.ts)
         self._refresh_master(uow)
         self._retry_held(uow, cmd.ts)
@@ -709,6 +711,7 @@ class Ledger:
             self._item(comp.item)
             if comp.item == cmd.item:
                 raise Rejected(f"{cmd.item} cannot consume itself")
+        self._check_master(bom=(cmd.item, cfg))
         bom = masterdata.bom_from(cmd.item, cfg)
         trial = MasterData(
             self._master.items, {**self._master.boms, cmd.item: bom}, self._master.work_centers
@@ -719,6 +722,31 @@ class Ledger:
         uow.put_master("master_boms", cmd.item, cfg.model_dump(mode="json"), cmd.ts)
         self._refresh_master(uow)
         self._retry_held(uow, cmd.ts)
+
+    def _check_master(
+        self,
+        *,
+        item: tuple[str, ItemConfig] | None = None,
+        bom: tuple[str, BomConfig] | None = None,
+    ) -> None:
+        overlays = masterdata.read_overlays(self.conn)
+        problems = masterdata.put_problems(self.config, overlays, item=item, bom=bom)
+        if problems:
+            raise Rejected("; ".join(problems))
+
+    def _check_stock_allows(self, uow: UnitOfWork, code: str, cfg: ItemConfig) -> None:
+        """What only stock on hand forbids: balances and journal must keep one meaning."""
+        old = self._master.items.get(code)
+        on_hand = uow.on_hand(code) if old is not None else []
+        if old is None or not on_hand:
+            return
+        stocked = f"{code} has stock on hand ({decimal_text(sum(on_hand, Decimal(0)))} {old.uom})"
+        if cfg.uom != old.uom:
+            raise Rejected(f"{stocked}: its uom cannot change from {old.uom} to {cfg.uom}")
+        if cfg.decimals < old.decimals:
+            raise Rejected(f"{stocked}: its decimals cannot go down from {old.decimals}")
+        if cfg.phantom:
+            raise Rejected(f"{stocked}: it cannot become a phantom (count it to 0 first)")
 
     # -- helpers -------------------------------------------------------------------------
     def _post_move(self, uow: UnitOfWork, move: Move, posting: Posting) -> None:

@@ -365,3 +365,37 @@ def test_a_request_id_used_for_another_command_is_refused_not_answered_ok(line: 
                           "location": "LINE-3"})
     wait_until(lambda: len(line.replies_to("r1")) == 4, 10, "the repeat's answer")
     assert line.replies_to("r1")[-1]["ok"] is True  # the receipt itself: answered again
+
+
+def test_master_data_over_mqtt_is_checked_like_the_config_and_against_stock(line: Line) -> None:
+    line.send("receipt", {"request_id": "s1", "item": "STEEL-2MM", "qty": "100.000",
+                          "lot": "H1", "location": "LINE-3"})
+    line.send("receipt", {"request_id": "s2", "item": "BOLT-M8", "qty": "20000",
+                          "location": "LINE-3"})
+    assert line.reply("s1")["ok"] and line.reply("s2")["ok"]
+    line.send("item.put", {"request_id": "k1", "item": "KIT-X", "uom": "ea", "phantom": True})
+    assert line.reply("k1")["ok"] is True  # a phantom nobody uses yet needs no BOM yet
+    before = dump(line.ledger.conn, events=False)
+    refused = {
+        "u1": ("item.put", {"item": "STEEL-2MM", "uom": "lb", "decimals": 0},
+               "STEEL-2MM has stock on hand (100.000 kg): its uom cannot change from kg to lb"),
+        "u2": ("item.put", {"item": "BOLT-M8", "uom": "ea", "phantom": True},
+               "BOLT-M8 has stock on hand (20000 ea): it cannot become a phantom"),
+        "u3": ("item.put", {"item": "PAINT-9005", "uom": "l", "phantom": True},
+               "phantom item 'PAINT-9005' has no BOM to explode"),
+        "u4": ("bom.put", {"item": "BRKT-100", "components": [{"item": "KIT-X", "qty": "1"}]},
+               "phantom item 'KIT-X' has no BOM to explode"),
+        "u5": ("order.start", {"order": "PO-K", "work_center": "PRESS-3", "item": "PRIMER-KIT"},
+               "PRIMER-KIT is a phantom item: it is never stocked"),
+        "u6": ("item.put", {"item": "NUT-M8", "uom": "ea", "gtin": "09521234543213"},
+               "GTIN 09521234543213 is also item STEEL-2MM's"),
+    }
+    for request_id, (name, body, _) in refused.items():
+        line.send(name, {"request_id": request_id, **body})
+    for request_id, (_, _, error) in refused.items():
+        reply = line.reply(request_id)
+        assert reply["ok"] is False and error in (reply["error"] or ""), (request_id, reply)
+    assert dump(line.ledger.conn, events=False) == before
+    line.send("item.put", {"request_id": "ok1", "item": "STEEL-2MM", "uom": "kg",
+                           "decimals": 4, "cost": "1.20"})  # more decimals: every balance fits
+    assert line.reply("ok1")["ok"] is True

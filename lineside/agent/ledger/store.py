@@ -187,6 +187,11 @@ class UnitOfWork:
         ).fetchone()
         return Decimal(row[0]) if row else Decimal(0)
 
+    def on_hand(self, item: str) -> list[Decimal]:
+        """The item's balances that are not zero, at every location and lot."""
+        found = self.conn.execute("SELECT qty FROM stock WHERE item = ?", (item,)).fetchall()
+        return [q for (text,) in found if (q := Decimal(text))]
+
     def post(self, move: Move, uom: str, posting: Posting) -> dict[str, Any]:
         """Apply a move to stock and journal it, with its outbox row; returns the transaction."""
         return self.post_many([(move, uom)], posting)[0]
