@@ -259,7 +259,15 @@ def _report_result(args: argparse.Namespace, result: Result) -> int:
     elif result.duplicate:
         print("already applied (same request id): nothing changed")
     else:
-        print(render(list(result.transactions), TX_COLUMNS, empty="done: nothing to post"))
+        held = [a for a in result.alerts if a.get("kind") == "held"]
+        if result.transactions or not held:
+            print(render(list(result.transactions), TX_COLUMNS, empty="done: nothing to post"))
+        for alert in held:
+            what = f"{alert['units']} {alert['role']} units of {alert.get('item') or '?'}"
+            print(
+                f"held: {what} at {alert['work_center']} wait ({alert['reason']});"
+                f" see lineside held list (id {alert['held_id']})"
+            )
         for alert in result.alerts:
             print("ALERT " + " ".join(f"{k}={v}" for k, v in alert.items()), file=sys.stderr)
     if result.ok:

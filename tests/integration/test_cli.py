@@ -233,3 +233,20 @@ def test_simulate_refuses_a_bad_scenario_before_starting(cfg: str, tmp_path: Pat
     assert "Traceback" not in result.stderr
     ok = run("simulate", "-c", cfg, "--seconds", "1")
     assert ok.returncode == 0 and "simulating 3 devices" in ok.stdout
+
+
+def test_complete_that_is_held_says_so_instead_of_nothing_to_post(tmp_path: Path) -> None:
+    """An order's item removed by a config change: the production is held, not 'nothing'."""
+    cfg = str(write_config(tmp_path))
+    started = run("order", "start", "-c", cfg, "--work-center", "PRESS-3", "--order", "PO-1",
+                  "--item", "BOLT-M8")
+    assert started.returncode == 0, started.stderr
+    removed = write_config(tmp_path, **{
+        '  BOLT-M8:    {uom: ea, cost: 0.05, gtin: "09521234543220"}\n': "",
+        "      - {item: BOLT-M8, qty: 4, stage: paint}\n": ""})
+    result = run("complete", "-c", str(removed), "--work-center", "PRESS-3", "--good", "3")
+    assert result.returncode == 0, result.stderr
+    assert "nothing to post" not in result.stdout
+    assert "held: 3 good units of BOLT-M8 at PRESS-3 wait (unknown item 'BOLT-M8')" in (
+        result.stdout)
+    assert "lineside held list" in result.stdout
