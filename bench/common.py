@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -220,11 +221,14 @@ def sim_points(good_per_s: float, scrap_per_s: float) -> dict[str, SimPoint]:
 class Line:
     """N simulated PLCs, one Modbus TCP server each on a free loopback port, unit 1.
 
-    Counters stand still until run(); good counters then advance at 1-2 units/s.
+    Counters stand still until run(); good counters then advance at 1-2 units/s, or all at
+    good_per_s.
     """
 
-    def __init__(self, plcs: int, scrap_per_s: float = 0.05) -> None:
-        self.rates = [(good_rate(i, plcs), scrap_per_s) for i in range(plcs)]
+    def __init__(self, plcs: int, scrap_per_s: float = 0.05, good_per_s: float | None = None
+                 ) -> None:
+        self.rates = [(good_rate(i, plcs) if good_per_s is None else good_per_s, scrap_per_s)
+                      for i in range(plcs)]
         self.sims = [
             PlcSimulator({1: sim_points(0.0, 0.0)}, port=0, name=f"plc{i:02d}")
             for i in range(plcs)
@@ -312,7 +316,7 @@ def config_text(
     )
 
 
-def stock_up(config: Path, plcs: int) -> None:
+def stock_up(config: Path, plcs: int, items: Sequence[str] = ("STEEL", "BOLT", "PRIMER")) -> None:
     """Enough of every component at every line, so no backflush goes negative (no alerts)."""
     from lineside.agent.bootstrap import open_ledger
     from lineside.agent.commands import Receive
@@ -324,7 +328,7 @@ def stock_up(config: Path, plcs: int) -> None:
         Receive(key=f"stock-{i}-{item}", ts=now, item=item, qty=Decimal(10_000_000), lot="L1",
                 location=f"LINE-{i:02d}")
         for i in range(plcs)
-        for item in ("STEEL", "BOLT", "PRIMER")
+        for item in items
     ]
     try:
         ledger.execute_batch(list(receipts))
@@ -368,14 +372,29 @@ def lineside_command() -> list[str]:
 
 
 class Process:
-    """A child process that is always stopped: SIGTERM, then SIGKILL after a grace period."""
+    """A child process that is always stopped: SIGTERM, then SIGKILL after a grace period.
 
-    def __init__(self, argv: Sequence[str], log: Path) -> None:
+    piped: its output reaches the log through a pipe (this process writes the file), as
+    under systemd, where the journal writes it: the child's own write_bytes are then its
+    data's alone.
+    """
+
+    def __init__(self, argv: Sequence[str], log: Path, piped: bool = False) -> None:
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                list(argv), stdout=subprocess.PIPE if piped else out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
+        if piped:
+            threading.Thread(target=self._copy_log, daemon=True).start()
+
+    def _copy_log(self) -> None:
+        assert self.proc.stdout is not None
+        with self.log.open("ab") as out:
+            for line in self.proc.stdout:
+                out.write(line)
+                out.flush()
 
     @property
     def pid(self) -> int:
@@ -402,8 +421,8 @@ class Process:
 class AgentProcess(Process):
     """`lineside run -c CONFIG` as systemd would run it, with its health endpoint."""
 
-    def __init__(self, config: Path, health_port: int, log: Path) -> None:
-        super().__init__([*lineside_command(), "run", "-c", str(config)], log)
+    def __init__(self, config: Path, health_port: int, log: Path, piped: bool = False) -> None:
+        super().__init__([*lineside_command(), "run", "-c", str(config)], log, piped)
         self.health_port = health_port
 
     def health(self) -> dict[str, Any] | None:
