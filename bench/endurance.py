@@ -388,9 +388,9 @@ def ledger_keys(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not re.fullmatch(r"[a-z][a-z0-9_]*", key) or not value.strip():
-            raise SystemExit(f"--ledger {pair!r}: give KEY=VALUE, e.g. post_interval_s=0")
+            raise ValueError(f"--ledger {pair!r}: give KEY=VALUE, e.g. post_interval_s=0")
         if key in keys:
-            raise SystemExit(f"--ledger {key} given twice")
+            raise ValueError(f"--ledger {key} given twice")
         keys[key] = value.strip()
     return keys
 
@@ -417,7 +417,10 @@ def main() -> None:
     for name, normal, quick in (("warmup", 15, 5), ("seconds", 60, 15), ("every", 10, 5)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else normal)
-    ledger = ledger_keys(args.ledger)
+    try:
+        ledger = ledger_keys(args.ledger)
+    except ValueError as exc:
+        parser.error(str(exc))
     commit = git_commit()
     figs: list[Figure] = []
     for key in args.line or ["busy", "slow"]:

@@ -5,10 +5,11 @@ the same run, and bench/results.md with the machine, the date and how to re-run 
 
 Runs, in order: bench/ledger.py's measurement (imported; each mode --reps times,
 alternating with raw sqlite3, medians), bench/sync.py (a subprocess, its own best of three
-rounds), bench/agent.py and bench/latency.py (subprocesses handing their figures back as
-JSON). About 5 minutes on 2 cores; --quick shortens every phase for a smoke test (its
-figures are not worth keeping). Prints figures and ratios; asserts nothing; exits 0 even
-when a target is missed (benchmarks never fail a build on speed).
+rounds), bench/agent.py, bench/latency.py and bench/endurance.py (subprocesses handing their
+figures back as JSON; endurance once per ENDURANCE_VARIANTS). About 8 minutes on 2 cores;
+--quick shortens every phase for a smoke test (its figures are not worth keeping). Prints
+figures and ratios; asserts nothing; exits 0 even when a target is missed (benchmarks never
+fail a build on speed).
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ def sync_figures(n: int) -> tuple[list[Figure], str]:
 
 # -- subprocess benchmarks ---------------------------------------------------------------------
 
+# bench/endurance.py's variants, each the ledger: keys it sets (KEY=VALUE; none: the defaults).
+# Issue 13's figures are with the defaults and with ["post_interval_s=0"].
+ENDURANCE_VARIANTS: list[list[str]] = [[]]
+
 
 def script_figures(script: str, extra: Sequence[str], json_path: Path) -> tuple[list[Figure], str]:
     output = run_script([f"bench/{script}", *extra, "--json", str(json_path)])
@@ -124,6 +129,17 @@ def script_figures(script: str, extra: Sequence[str], json_path: Path) -> tuple[
         say(f"  bench/{script} gave no figures (see its output above)")
         return [], output
     return read_figures(json_path), output
+
+
+def endurance_figures(quick: bool, tmp: Path) -> tuple[list[Figure], str]:
+    """bench/endurance.py once per variant of ENDURANCE_VARIANTS, both lines each."""
+    figs, outputs = [], []
+    for n, keys in enumerate(ENDURANCE_VARIANTS):
+        extra = [arg for key in keys for arg in ("--ledger", key)] + (["--quick"] if quick else [])
+        got, output = script_figures("endurance.py", extra, tmp / f"endurance-{n}.json")
+        figs += got
+        outputs.append(output)
+    return figs, "\n".join(outputs)
 
 
 # -- the machine and the report ----------------------------------------------------------------
@@ -231,6 +247,7 @@ def main() -> None:
                 tmp / "agent.json")),
             ("bench/latency.py", lambda: script_figures(
                 "latency.py", ["--steps", "20"] if q else [], tmp / "latency.json")),
+            ("bench/endurance.py", lambda: endurance_figures(q, tmp)),
         ]
         for title, step in steps:
             began = time.monotonic()
