@@ -1,40 +1,27 @@
 """Bytes written and ledger growth per unit produced: how long an SD card lasts.
 
-For each line of issue 13 (`busy`: a work center with a 20-line BOM whose PLC counts
-4 units/s; `slow`: a 5-line BOM at 1 unit/s; both polled every 250 ms): a mosquitto, one
-simulated PLC (lineside's Modbus TCP simulator, 10 points), stock of every component
-received up front (nothing goes negative), a subscriber on P/tx standing for the central
-system, and `lineside run` as a real process, its log through a pipe as under systemd.
-Counters stand still until the agent has read them once, then count. After a warm-up,
-over a measured window, per unit the ledger completed:
+Issue 13's two lines (`busy`: a 20-line BOM counting 4 units/s; `slow`: a 5-line BOM at
+1 unit/s; poll 250 ms), each on one simulated PLC, with stock received up front, a real
+mosquitto, a subscriber on P/tx and `lineside run` as a real process (its log through a
+pipe, as under systemd). The ledger is first aged by --age-units of production through
+lineside's own handlers. After a warm-up, over a measured window, per unit completed:
+/proc/PID/io write_bytes of the agent, and ledger growth as page_count x page_size from a
+read-only connection; then per day and the days until the ledger fills 32 GB, beside the
+information's own size (the transactions' JSON as received on P/tx). Checks that the PLC's
+count, the ledger and the subscriber agree exactly; prints dbstat's bytes per row
+(bench/rowbytes.py). bench/README.md says more. Prints figures; asserts nothing.
 
-- bytes the agent wrote: write_bytes of /proc/PID/io (the whole process, every thread),
-  what it sent towards the disk: ledger, WAL, checkpoints, the -shm index;
-- ledger growth: page_count x page_size, read from a read-only connection: the main
-  file's size after a checkpoint, without checkpointing (a checkpoint from here would
-  move the agent's own writes into this process).
+    .venv/bin/python bench/endurance.py [--line busy|slow] [--age-units 14400]
+        [--warmup 15] [--seconds 60] [--ledger KEY=VALUE ...] [--quick] [--json FILE]
 
-Then GB written and ledger MB per day of continuous production, and the days until the
-ledger fills a 32 GB card (32e9 bytes). The physical limit beside them is the
-information's own size: the transactions' JSON text as the subscriber received it on P/tx.
-At the end the line stops, the outbox drains, the agent stops; the ledger must have
-completed exactly the units the PLC counted, and the subscriber received each of them once
-(seq gapless). dbstat (bench/rowbytes.py) shows where the bytes are: journal, outbox,
-messages and their indexes.
-
-    .venv/bin/python bench/endurance.py [--line busy|slow] [--warmup 15] [--seconds 60]
-        [--ledger KEY=VALUE ...] [--quick] [--json FILE]
-
---ledger sets a key of the config's `ledger:` section (commit_interval_s=5,
-post_interval_s=0, keep_days=90; repeatable); the figures are labelled with them, or
-"defaults" without. A lineside that does not know a key refuses the config, and this
-script stops with its message. Prints figures and ratios; asserts nothing.
+--ledger sets a key of the config's `ledger:` section (post_interval_s=0; repeatable); the
+figures are labelled with them ("defaults" without). A lineside that does not know a key
+refuses the config, and this script stops with `lineside check`'s message.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import re
 import subprocess
@@ -42,6 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +41,6 @@ from common import (
     Figure,
     Line,
     broker_module,
-    cpu_seconds,
     free_port,
     lineside_command,
     mosquitto,
@@ -64,12 +51,15 @@ from common import (
     workdir,
     write_figures,
 )
-from rowbytes import open_read_only, row_bytes, table_lines
+from rowbytes import row_bytes, table_lines
+from wear import Snapshot, read_ledger, sample_window
 
 RERUN = ".venv/bin/python bench/endurance.py"
 CARD_BYTES = 32e9  # a "32 GB" card, in the decimal gigabytes of its label
 DAY_S = 86_400
 TX_TOPIC = "lineside/v1/lab/bench/tx"
+COUNTER = "plc00.good"
+AGEING_BATCH = 500  # readings per transaction, as many as the agent's writer groups at most
 TABLES = ("journal", "outbox", "messages")
 
 
@@ -148,58 +138,29 @@ def refuse_unless_valid(config: Path, ledger: dict[str, str]) -> None:
         sys.exit(2)
 
 
-# -- sampling ----------------------------------------------------------------------------------
+def age_ledger(config: Path, spec: LineSpec, units: int) -> None:
+    """The ledger as after `units` of this line's production, before the agent starts: one
+    counter reading per unit, back-dated, through lineside's own handlers (the rows the
+    agent writes), in batches. The PLC must go on from that count.
 
+    Page writes depend on the ledger's size: an index on random keys (the transactions'
+    UUIDs) has one page touched per insert once it holds many more pages than a commit or
+    a checkpoint touches, while in a young ledger the same few pages take every insert.
+    """
+    from lineside.agent.bootstrap import open_ledger
+    from lineside.agent.commands import CounterReading
+    from lineside.agent.config import load
 
-def io_counters(pid: int) -> dict[str, int]:
-    """/proc/PID/io of the whole process: every thread, living or ended."""
-    pairs = (line.split(":") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return {key.strip(): int(value) for key, value in pairs}
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    t: float
-    io: dict[str, int]
-    cpu_s: float
-    ledger_bytes: int  # page_count x page_size: the main file once checkpointed
-    free_bytes: int  # of which pages on the freelist
-    completed: int  # units the ledger completed
-    unsent: int  # outbox rows not yet acknowledged by the broker
-
-
-def read_ledger(db: Path) -> tuple[int, int, int, int]:
-    """(page_count x page_size, freelist bytes, units completed, unsent rows), one snapshot."""
-    with contextlib.closing(open_read_only(db)) as conn:
-        conn.execute("BEGIN")
-        one = lambda sql: int(conn.execute(sql).fetchone()[0] or 0)  # noqa: E731
-        page = one("PRAGMA page_size")
-        found = (one("PRAGMA page_count") * page, one("PRAGMA freelist_count") * page,
-                 one("SELECT SUM(CAST(qty AS INTEGER)) FROM journal WHERE kind = 'completion'"),
-                 one("SELECT COUNT(*) FROM outbox WHERE sent_ts IS NULL"))
-        conn.execute("COMMIT")
-    return found
-
-
-def snapshot(pid: int, db: Path) -> Snapshot:
-    return Snapshot(time.monotonic(), io_counters(pid), cpu_seconds(pid), *read_ledger(db))
-
-
-def sample_window(pid: int, db: Path, seconds: float, every_s: float) -> list[Snapshot]:
-    """Snapshots from the window's start to its end, every every_s, each printed."""
-    snaps = [snapshot(pid, db)]
-    end = snaps[0].t + seconds
-    while time.monotonic() < end - 0.5:
-        time.sleep(min(every_s, max(0.0, end - time.monotonic())))
-        snaps.append(snapshot(pid, db))
-        a, b = snaps[-2], snaps[-1]
-        units = b.completed - a.completed
-        written = b.io["write_bytes"] - a.io["write_bytes"]
-        grown = b.ledger_bytes - a.ledger_bytes
-        say(f"  {b.t - snaps[0].t:5.0f} s: {units:4d} units, written {written / 1e6:6.2f} MB"
-            f" ({written / max(1, units):,.0f} B/unit), ledger {grown / 1e3:+8.1f} kB"
-            f" ({grown / max(1, units):,.0f} B/unit), unsent {b.unsent}")
-    return snaps
+    step = timedelta(seconds=1 / spec.units_per_s)
+    start = datetime.now(UTC) - (units + 1) * step
+    readings = [CounterReading(key=COUNTER, ts=start + n * step, point=COUNTER,
+                               value=START_GOOD + n) for n in range(units + 1)]
+    ledger = open_ledger(load(config))
+    try:
+        for first in range(0, len(readings), AGEING_BATCH):
+            ledger.execute_batch(list(readings[first : first + AGEING_BATCH]))
+    finally:
+        ledger.conn.close()
 
 
 # -- one line ----------------------------------------------------------------------------------
@@ -210,8 +171,9 @@ class Result:
     spec: LineSpec
     first: Snapshot
     last: Snapshot
-    counted: int = 0  # units the PLC counted, all run long
-    completed: int = 0  # units the ledger completed, all run long
+    aged: int = 0  # units in the ledger before the agent started (age_ledger)
+    counted: int = 0  # units the PLC counted while the agent ran
+    completed: int = 0  # units the ledger completed while the agent ran
     received: int = 0  # units in the completions the subscriber received
     info_bytes: int = 0  # the JSON text of the production's transactions, as received
     lines: list[str] = field(default_factory=list)
@@ -248,19 +210,25 @@ def measure_line(spec: LineSpec, args: argparse.Namespace, ledger: dict[str, str
             config.write_text(config_text(spec, tmp / "data", line, broker.port, health, ledger))
             refuse_unless_valid(config, ledger)
             stock_up(config, 1, [code for code, _ in components(spec.bom_lines)])
+            aged = args.age_units
+            say(f"ageing the ledger by {aged} units, {hours(spec, aged)} of this line")
+            age_ledger(config, spec, aged)
+            line.sims[0].set(1, "good", START_GOOD + aged)
             db = tmp / "data" / "ledger.sqlite"
-            consumer = broker_module().Consumer(broker.port, [TX_TOPIC], check_schemas=False)
-            consumer.start()
             agent = AgentProcess(config, health, tmp / "agent.log", piped=True)
             agent.wait_ready(1)
+            wait_for(lambda: read_ledger(db)[3] == 0, 600, "the aged ledger's outbox to drain")
+            # Subscribed now: what the subscriber receives is the measured production only.
+            consumer = broker_module().Consumer(broker.port, [TX_TOPIC], check_schemas=False)
+            consumer.start()
             line.run()
             say(f"warm-up {args.warmup:.0f} s (agent pid {agent.pid})")
             time.sleep(args.warmup)
             say(f"measured window: {args.seconds:.0f} s")
             snaps = sample_window(agent.pid, db, args.seconds, args.every)
             line.halt()
-            counted = line.counted() - START_GOOD
-            wait_for(lambda: read_ledger(db)[2:] == (counted, 0), 60,
+            counted = line.counted() - START_GOOD - aged
+            wait_for(lambda: read_ledger(db)[2:] == (aged + counted, 0), 60,
                      "the ledger to complete every unit counted and the outbox to drain")
         finally:
             code = agent.stop() if agent is not None else None
@@ -269,7 +237,7 @@ def measure_line(spec: LineSpec, args: argparse.Namespace, ledger: dict[str, str
             line.stop()
         if code not in (0, None):
             say(f"NOTE: lineside run exited {code}:\n{agent.tail() if agent else ''}")
-        result = Result(spec, snaps[0], snaps[-1], counted=counted)
+        result = Result(spec, snaps[0], snaps[-1], aged=aged, counted=counted)
         check_ledger(result, db)
         check_consumer(result, consumer.on(TX_TOPIC) if consumer else [])
     for text in result.lines:
@@ -280,7 +248,7 @@ def measure_line(spec: LineSpec, args: argparse.Namespace, ledger: dict[str, str
 def check_ledger(result: Result, db: Path) -> None:
     """Exactly once in the ledger; the page_count method against a real checkpoint; dbstat."""
     pages, free, completed, _ = read_ledger(db)
-    result.completed = completed
+    result.completed = completed - result.aged
     checkpointed = ledger_size(db)
     btrees = row_bytes(db)
     same = "the same" if pages == checkpointed else "DIFFERENT"
@@ -296,7 +264,8 @@ def check_ledger(result: Result, db: Path) -> None:
         size = sum(b.bytes for b in own)
         units = max(1, completed)
         per_unit.append(f"{table} {rows / units:.2f} rows, {size / units:,.0f} B")
-    lines.append(f"  per unit completed (receipts included): {'; '.join(per_unit)}")
+    lines.append(f"  per unit in the ledger ({completed} units incl. {result.aged} of its age;"
+                 f" receipts included): {'; '.join(per_unit)}")
 
 
 def check_consumer(result: Result, messages: list[bytes]) -> None:
@@ -341,6 +310,10 @@ def spliced(messages: list[bytes]) -> str:
 # -- figures -----------------------------------------------------------------------------------
 
 
+def hours(spec: LineSpec, units: int) -> str:
+    return f"{units / spec.units_per_s / 3600:.2g} h"
+
+
 def variant_label(ledger: dict[str, str]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in ledger.items()) or "defaults"
 
@@ -362,7 +335,8 @@ def figures(result: Result, ledger: dict[str, str], args: argparse.Namespace,
     info, written, growth = result.info, result.written, result.growth
     rerun = " ".join([RERUN, "--line", spec.key, *(f"--ledger {k}={v}" for k, v in ledger.items())])
     note = (f"{result.units} units completed in a {args.seconds:.0f} s window after a"
-            f" {args.warmup:.0f} s warm-up, poll {spec.poll_ms} ms, lineside {commit}; written:"
+            f" {args.warmup:.0f} s warm-up, poll {spec.poll_ms} ms, the ledger aged by"
+            f" {result.aged} units ({hours(spec, result.aged)}), lineside {commit}; written:"
             " /proc/PID/io write_bytes; growth: page_count x page_size; per day: 24 h at this rate")
     days = CARD_BYTES / (growth * per_day) if growth > 0 else float("inf")
     days_info = CARD_BYTES / (info * per_day) if info > 0 else float("inf")
@@ -409,12 +383,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, help="seconds before measuring (15; quick 5)")
     parser.add_argument("--seconds", type=float, help="seconds measured per line (60; quick 15)")
     parser.add_argument("--every", type=float, help="seconds between samples (10; quick 5)")
+    parser.add_argument("--age-units", type=int,
+                        help="units of the line's production in the ledger before the agent"
+                             " starts: 14400, an hour of the busy line (quick 1000)")
     parser.add_argument("--ledger", action="append", default=[], metavar="KEY=VALUE",
                         help="a key of the config's ledger: section (repeatable)")
     parser.add_argument("--quick", action="store_true", help="short phases: a smoke test")
     parser.add_argument("--json", type=Path, help="also write the figures here (run_all)")
     args = parser.parse_args()
-    for name, normal, quick in (("warmup", 15, 5), ("seconds", 60, 15), ("every", 10, 5)):
+    for name, normal, quick in (("warmup", 15, 5), ("seconds", 60, 15), ("every", 10, 5),
+                                ("age_units", 14_400, 1_000)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else normal)
     try:
