@@ -16,6 +16,7 @@ import pytest
 from lineside.agent.config import LoadedConfig, load
 from tests.broker import INSTALL_HINT, Broker, TlsMaterial, find_mosquitto, make_tls_material
 from tests.conftest import write_config
+from tests.integration.libmodbus import build_server
 
 
 def need(what: str | None, hint: str) -> str:
@@ -30,6 +31,12 @@ def need(what: str | None, hint: str) -> str:
 @pytest.fixture(scope="session")
 def mosquitto_bin() -> str:
     return need(find_mosquitto(), INSTALL_HINT)
+
+
+@pytest.fixture(scope="session")
+def libmodbus_server_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The libmodbus test server, compiled once per session; missing tools fail, never skip."""
+    return build_server(tmp_path_factory.mktemp("libmodbus"))
 
 
 @pytest.fixture
