@@ -289,12 +289,18 @@ def test_plc_offline_for_10_s_then_back(caplog: pytest.LogCaptureFixture) -> Non
     assert all(isinstance(e, DeviceStatus | Reading) for e in recorder.events)
 
 
-def test_a_unit_the_gateway_does_not_know_answers_exception_11() -> None:
+def test_a_unit_the_gateway_cannot_reach_is_down() -> None:
+    """Exception 11 is the gateway saying the device behind it does not answer: the device
+    is down (device_down), not a point that failed."""
     recorder = Recorder()
     sim = counter_sim()
     with sim, running(ModbusTcpDriver("plc9", tcp_config(sim.port, COUNTERS, unit=9)), recorder):
-        recorder.wait_readings(4)
-    assert {r.error for r in recorder.readings()} == {
-        "modbus exception 11 (gateway target device failed to respond)"
-    }
-    assert recorder.statuses() == []
+        recorder.wait_for(lambda r: len(r.statuses()) == 1, "device_down")
+    assert recorder.readings() == []
+    assert [(s.state, s.reason) for s in recorder.statuses()] == [
+        (
+            "down",
+            "modbus exception 11 (gateway target device failed to respond):"
+            " the gateway cannot reach it",
+        )
+    ]
