@@ -172,7 +172,7 @@ class Ledger:
         The first answer under a key is final, a refusal included: a refusal depends on the
         ledger's state (an unknown item, an order that exists), and re-evaluating it after
         that state changed would apply a request the client was told was refused. Only
-        failures that are not the command's (sqlite3.Error: disk full, busy) raise past
+        failures that are not the command's (ledger_failure: disk full, busy) raise past
         this, remember nothing and may be retried under the same key.
 
         isolation ALONE: the command has the unit of work to itself, and a refusal rolls
@@ -188,7 +188,12 @@ class Ledger:
         return result
 
     def _run(self, uow: UnitOfWork, command: Command, isolation: Isolation) -> Result:
-        """The command's handler; a refusal undoes everything the handler had written."""
+        """The command's handler; a refusal undoes everything the handler had written.
+
+        A failure that is the command's own (a constraint it broke, a bug in its handler)
+        is that command's refusal, logged with its cause; one that is not (see
+        ledger_failure: disk full, I/O error, busy) raises and fails the whole unit of work.
+        """
         start_posted, start_alerts = len(uow.posted), len(uow.alerts)
         handler = self._handlers[type(command)]
         try:
@@ -202,12 +207,26 @@ class Ledger:
                 try:
                     with uow.attempt(savepoint=False):
                         handler(uow, command)
-                except Rejected:
-                    if self.conn.total_changes != written:
+                except Exception as exc:
+                    if self.conn.total_changes != written and not ledger_failure(exc):
                         raise _RefusedAfterWriting from None
                     raise
         except Rejected as exc:
             return Result(ok=False, error=str(exc), refused=isinstance(exc, Refused))
+        except _RefusedAfterWriting:
+            raise
+        except Exception as exc:
+            if ledger_failure(exc):
+                raise
+            log.error(
+                "INTERNAL ERROR: %s %s refused: %s: %s",
+                type(command).__name__,
+                command.key,
+                type(exc).__name__,
+                exc,
+                exc_info=True,
+            )
+            return Result(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
         return Result(
             ok=True,
             transactions=tuple(uow.posted[start_posted:]),
@@ -786,6 +805,39 @@ class Isolation(Enum):
 
 class _RefusedAfterWriting(Exception):
     """A command of a batch run without savepoints was refused after it had written."""
+
+
+# SQLite's primary result codes that are the ledger file's trouble, whatever the command.
+_LEDGER_FAILURES = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOLFS,
+        sqlite3.SQLITE_AUTH,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def ledger_failure(exc: BaseException) -> bool:
+    """Whether exc is the ledger's failure (disk full, I/O error, busy, read-only, closed),
+    which no command can be blamed for, rather than the command's own (a constraint it
+    broke, a bug): the first stops all writing, the second refuses that command alone."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = exc.sqlite_errorcode
+    if code is None:  # raised by Python's sqlite3 itself: a closed ledger, or wrong bindings
+        return "closed" in str(exc)
+    return code & 0xFF in _LEDGER_FAILURES
 
 
 def _keyed(command: Command) -> bool:

@@ -23,7 +23,7 @@ from lineside import __version__
 from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
 from lineside.agent.commands import Command, CounterReading, MeterReading, Notice, Result
 from lineside.agent.config import LoadedConfig
-from lineside.agent.handlers import Ledger
+from lineside.agent.handlers import Ledger, ledger_failure
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
 from lineside.agent.metrics import Metrics
 from lineside.agent.sync.service import Sync
@@ -240,10 +240,11 @@ class Agent:
         assert self.ledger is not None
         try:
             results = self.ledger.execute_batch(commands)
-        except sqlite3.Error as exc:
-            self._ledger_failed(exc, commands)
-            return
-        except Exception:  # a bug in a handler must not end the writer: isolate the command
+        except Exception as exc:
+            if isinstance(exc, sqlite3.Error) and ledger_failure(exc):
+                self._ledger_failed(exc, commands)
+                return
+            # a bug outside any handler must not end the writer: one command at a time
             log.exception(
                 "internal error in a batch of %d commands; retrying one by one", len(commands)
             )
@@ -284,9 +285,9 @@ class Agent:
         if self.ledger_error is None:
             log.error(
                 "LEDGER NOT WRITABLE (%s): counters are not advancing; the PLCs keep "
-                "counting and nothing is lost. Free disk space on %s.",
+                "counting and nothing is lost. %s",
                 exc,
-                self.db_path.parent,
+                what_to_do(exc, self.db_path.parent),
             )
         self.ledger_error = str(exc)
         self._pending = [c for c in commands if c.key and not _is_reading(c)][-10_000:]
@@ -410,6 +411,25 @@ class Agent:
             self.metrics.published.set(self.sync.counters()["messages_published"])
             self.metrics.broker_up.set(1 if self.sync.connected else 0)
         return {**status, "held": held}
+
+
+def what_to_do(exc: sqlite3.Error, data_dir: Path) -> str:
+    """The advice for a ledger that cannot be written, by SQLite's primary error code."""
+    code = (exc.sqlite_errorcode or 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL:
+        return f"Free disk space on {data_dir}."
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (
+            "Another process holds the ledger's write lock (a lineside command, a backup):"
+            " let it finish."
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        return (
+            f"Check that {data_dir} is mounted read-write and belongs to the service user."
+        )
+    if code == sqlite3.SQLITE_IOERR:
+        return "An I/O error: the disk or SD card may be failing (see dmesg)."
+    return f"Check the disk and the ledger in {data_dir}."
 
 
 def _is_reading(command: Command) -> bool:

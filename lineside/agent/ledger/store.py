@@ -146,7 +146,13 @@ class UnitOfWork:
             # SQLite may have rolled back already (SQLITE_FULL does); a second ROLLBACK
             # would raise and hide the real error.
             if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    # SQLite has undone the transaction itself; a raise here would hide the
+                    # error that got us here (on a full disk it read "cannot rollback")
+                    if exc[1] is None:
+                        raise
             self._open = False
             self.posted.clear()
             self.alerts.clear()
