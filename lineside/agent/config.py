@@ -18,6 +18,9 @@ from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_c
 from lineside.drivers.scanner import SerialScannerConfig
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+# What a counter or meter can make a second at most, unless configured: a drop that would
+# be a rollover of more than this (per second since the last read) is a reset.
+DEFAULT_MAX_RATE = Decimal(1000)
 TOPIC_SAFE = r"^[A-Za-z0-9_\-]+$"
 
 
@@ -120,6 +123,7 @@ class WorkCenterConfig(Model):
     stages: dict[str, str] = {}
     on_shortage: Literal["allow", "hold"] = "allow"
     max_delta: int = Field(default=100_000, ge=1)
+    max_rate: Decimal = Field(default=DEFAULT_MAX_RATE, gt=0)  # units a second, at most
     order_prefix: str | None = None
 
 
@@ -128,6 +132,7 @@ class MeterConfig(Model):
     item: str
     work_center: str
     max_delta: Decimal = Field(default=Decimal(1_000_000), gt=0)
+    max_rate: Decimal = Field(default=DEFAULT_MAX_RATE, gt=0)  # the item's units a second
 
 
 class HealthConfig(Model):
@@ -365,6 +370,7 @@ def check_references(
         problems += _stage_problems(config)
     problems += _gtin_problems(config)
     problems += _rtu_problems(config)
+    problems += _signed_counter_problems(config)
     bad_devices = invalid["devices"]
     points = {
         f"{dev}.{point}": dev for dev, cfg in config.devices.items() for point in cfg.point_names()
@@ -440,6 +446,33 @@ def _gtin_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
                 )
             )
         owner.setdefault(item.gtin, code)
+    return out
+
+
+def _signed_counter_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
+    """A counter or a meter's total only counts up (and wraps): a signed type would read the
+    upper half of its range as negative numbers, so it is refused rather than guessed at."""
+    refs: list[tuple[KeyPath, str]] = []
+    for name, wc in config.work_centers.items():
+        for role, ref in (("good", wc.counters.good), ("scrap", wc.counters.scrap)):
+            if ref is not None:
+                refs.append((("work_centers", name, "counters", role), ref))
+        refs += [(("work_centers", name, "stages", s), ref) for s, ref in wc.stages.items()]
+    refs += [(("meters", name, "point"), m.point) for name, m in config.meters.items()]
+    out: list[tuple[KeyPath, str]] = []
+    for where, ref in refs:
+        device, _, point = ref.partition(".")
+        spec = getattr(config.devices.get(device), "points", {}).get(point)
+        kind = getattr(spec, "type", "")
+        if kind in ("int16", "int32"):
+            out.append(
+                (
+                    where,
+                    f"point {ref} is {kind}, a signed type: counters and meter totals count"
+                    f" up and wrap, so read the same register as u{kind} (a signed one reads"
+                    " the upper half of its range as negative numbers)",
+                )
+            )
     return out
 
 

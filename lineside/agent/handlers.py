@@ -92,6 +92,7 @@ class Ledger:
         self._master_version: str | None = None
         self._master = MasterData()
         self._last_value: dict[str, str | None] = {}
+        self._seen_at: dict[str, datetime] = {}  # when each point was last read, any value
         self._explosions: dict[tuple[str, str], tuple[list[Requirement], list[str]]] = {}
         self._handlers: dict[type[Command], Callable[[UnitOfWork, Any], None]] = {
             Complete: self._complete,
@@ -236,6 +237,7 @@ class Ledger:
     def _after_commit(self, command: Command, result: Result) -> None:
         if result.ok and isinstance(command, CounterReading | MeterReading):
             self._last_value[command.point] = str(command.value)
+            self._seen_at[command.point] = command.ts
         for alert in result.alerts:
             log.debug("alert %s", " ".join(f"{k}={v}" for k, v in alert.items()))
 
@@ -249,7 +251,10 @@ class Ledger:
         """Idle counters cost no SQLite write at all (SD cards wear out)."""
         if not isinstance(command, CounterReading | MeterReading):
             return False
-        return self._last_value.get(command.point, "\0") == str(command.value)
+        if self._last_value.get(command.point, "\0") != str(command.value):
+            return False
+        self._seen_at[command.point] = command.ts  # a rollover's time runs from here
+        return True
 
     def _refresh_master(self, uow: UnitOfWork | None = None) -> None:
         """Rebuild master data when item.put / bom.put (from any process) changed it."""
@@ -413,9 +418,16 @@ class Ledger:
         if isinstance(cmd.value, Decimal) and cmd.value != cmd.value.to_integral_value():
             raise Rejected(f"counter {cmd.point} read a fraction: {cmd.value}")
         value = int(cmd.value)
-        last_text = uow.counter(cmd.point)
+        last_text, elapsed_s = self._last_reading(uow, cmd)
         last = None if last_text is None else int(Decimal(last_text))
-        delta = interpret(last, value, point.width_bits, point.max_delta)
+        delta = interpret(
+            last,
+            value,
+            point.modulus,
+            point.max_delta,
+            max_rate=point.max_rate,
+            elapsed_s=elapsed_s,
+        )
         if delta.kind == "unchanged":
             return
         uow.save_counter(cmd.point, str(value), cmd.ts)
@@ -428,6 +440,18 @@ class Ledger:
         if delta.counts:
             wc = self._work_center(point.work_center)
             self._produce(uow, wc, point.role, int(delta.delta), event, event, cmd.ts)
+
+    def _last_reading(
+        self, uow: UnitOfWork, cmd: CounterReading | MeterReading
+    ) -> tuple[str | None, float | None]:
+        """The point's last value, and the seconds since it was last read: since the last
+        reading of any value this process saw, else since the stored value was written."""
+        state = uow.counter_state(cmd.point)
+        if state is None:
+            return None, None
+        value, stored_ts = state
+        since = self._seen_at.get(cmd.point) or datetime.fromisoformat(stored_ts)
+        return value, (cmd.ts - since).total_seconds()
 
     def _hold_implausible(
         self, uow: UnitOfWork, wc: str, role: str, units: int, event: str, cmd: Command
@@ -455,9 +479,21 @@ class Ledger:
         meter = self.points.meters.get(cmd.point)
         if meter is None:
             raise Rejected(f"point {cmd.point!r} is not a meter")
-        last_text = uow.counter(cmd.point)
+        if cmd.value < 0:
+            raise Rejected(
+                f"meter {cmd.point} read a negative total {cmd.value}: a bad reading, not"
+                " consumption"
+            )
+        last_text, elapsed_s = self._last_reading(uow, cmd)
         last = None if last_text is None else Decimal(last_text)
-        delta = interpret(last, cmd.value, None, meter.max_delta)
+        delta = interpret(
+            last,
+            cmd.value,
+            meter.modulus,
+            meter.max_delta,
+            max_rate=meter.max_rate,
+            elapsed_s=elapsed_s,
+        )
         if delta.kind == "unchanged":
             return
         uow.save_counter(cmd.point, str(cmd.value), cmd.ts)

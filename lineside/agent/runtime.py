@@ -106,6 +106,7 @@ class Agent:
         self._writer: threading.Thread | None = None
         self._pending: list[Command] = []
         self._dropped_readings = 0
+        self._refused_points: dict[str, str] = {}  # the last refusal of each point's readings
         self._broker_lost_at: float | None = None
         self._scan_seq = itertools.count(1)
 
@@ -256,8 +257,7 @@ class Agent:
         if self.sync is not None and any(r.transactions or r.alerts for r in results):
             self.sync.rows_written()
         for command, result in zip(commands, results, strict=True):
-            if not result.ok and not result.duplicate:
-                log.warning("refused %s: %s", type(command).__name__, result.error)
+            self._log_outcome(command, result)
             if result.transactions and isinstance(command, CounterReading | MeterReading):
                 self.metrics.deltas.labels(command.point).inc()
             for tx in result.transactions:
@@ -267,6 +267,21 @@ class Agent:
             for alert in result.alerts:
                 self.metrics.alerts.labels(alert["kind"]).inc()
                 log.warning("alert %s", " ".join(f"{k}={v}" for k, v in alert.items() if k != "ts"))
+
+    def _log_outcome(self, command: Command, result: Result) -> None:
+        """A refusal is a warning; a point's reading refused again for the same reason (every
+        poll, while a meter reads negative) is debug, until one of its readings is taken."""
+        point = command.point if isinstance(command, CounterReading | MeterReading) else None
+        if result.ok or result.duplicate:
+            if point is not None and self._refused_points.pop(point, None) is not None:
+                log.info("%s: readings taken again", point)
+            return
+        if point is not None and self._refused_points.get(point) == result.error:
+            log.debug("refused %s again: %s", type(command).__name__, result.error)
+            return
+        if point is not None:
+            self._refused_points[point] = result.error or ""
+        log.warning("refused %s: %s", type(command).__name__, result.error)
 
     def _execute_alone(self, command: Command) -> Result:
         assert self.ledger is not None

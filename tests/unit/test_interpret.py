@@ -12,7 +12,7 @@ from lineside.drivers.base import Reading, Scan
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
 POINTS = PointMap(
-    counters={"plc3.good": CounterPoint("plc3.good", "PRESS-3", "good", 32, 1000)},
+    counters={"plc3.good": CounterPoint("plc3.good", "PRESS-3", "good", 2**32, 1000)},
     meters={"doser3.total_l": MeterPoint("doser3.total_l", "pump", "PAINT", "PRESS-3",
                                          Decimal(100))},
 )

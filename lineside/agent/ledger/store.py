@@ -373,6 +373,13 @@ class UnitOfWork:
         row = self.conn.execute("SELECT value FROM counters WHERE point = ?", (point,)).fetchone()
         return None if row is None else str(row[0])
 
+    def counter_state(self, point: str) -> tuple[str, str] | None:
+        """The point's last value and when it was written (ISO 8601)."""
+        row = self.conn.execute(
+            "SELECT value, ts FROM counters WHERE point = ?", (point,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
     def save_counter(self, point: str, value: str, ts: datetime) -> None:
         self.conn.execute(
             "INSERT INTO counters (point, value, ts) VALUES (?, ?, ?) ON CONFLICT (point)"
