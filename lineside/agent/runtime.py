@@ -29,7 +29,7 @@ from lineside.agent.metrics import Metrics
 from lineside.agent.sync.service import Sync
 from lineside.agent.sync.status import ledger_bytes, sync_status
 from lineside.clock import Clock, utc_now
-from lineside.drivers.base import DeviceStatus, Driver, Event, Reading, Scan
+from lineside.drivers.base import DeviceStatus, Driver, Event, PollTime, Reading, Scan
 from lineside.drivers.registry import DeviceSet, build_drivers
 
 log = logging.getLogger("lineside.agent")
@@ -195,6 +195,11 @@ class Agent:
     def emit(self, event: Event) -> None:
         """Called from device threads. Readings are state: when the queue is full one may
         be dropped, as the next carries the counter on. Scans and status never are."""
+        if isinstance(event, PollTime):  # a measure: counted here, never queued
+            self.metrics.poll_seconds.labels(event.device).observe(event.seconds)
+            if event.slow:
+                self.metrics.slow_polls.labels(event.device).inc()
+            return
         if isinstance(event, Reading):
             if not self._means_something(event):
                 self._reading(event)  # shown in status and metrics; nothing to post
@@ -313,7 +318,9 @@ class Agent:
             return self._reading(event)
         if isinstance(event, Scan):
             return self._scan(event)
-        return self._device_status(event)
+        if isinstance(event, DeviceStatus):
+            return self._device_status(event)
+        return None
 
     def _reading(self, reading: Reading) -> Command | None:
         state = self.devices.setdefault(reading.device, DeviceState())

@@ -31,7 +31,7 @@ from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse
 
 from lineside.clock import Clock, utc_now
-from lineside.drivers.base import Backoff, DeviceStatus, Emit, Event, Reading, StopFlag
+from lineside.drivers.base import Backoff, DeviceStatus, Emit, Event, PollTime, Reading, StopFlag
 from lineside.drivers.modbus import (
     BIT_TABLES,
     ModbusPoint,
@@ -240,6 +240,7 @@ class _Poller:
         self._backoff = backoff
         self._faults = _Faults(name)
         self._down = False
+        self._warned_slow = False
 
     def run(self, stop: StopFlag, emit: Emit) -> None:
         log.info(
@@ -253,7 +254,7 @@ class _Poller:
         try:
             while not stop.is_set():
                 started = time.monotonic()
-                if self._poll_guarded(emit):
+                if self._poll_guarded(emit, started):
                     delays = None
                     wait = self._poll_s - (time.monotonic() - started)
                 else:
@@ -264,7 +265,7 @@ class _Poller:
             self._close_quietly()
         log.info("%s: stopped", self.name)
 
-    def _poll_guarded(self, emit: Emit) -> bool:
+    def _poll_guarded(self, emit: Emit, started: float) -> bool:
         """One poll; False when the device did not answer (so the caller backs off)."""
         try:
             readings = self._poll_once()
@@ -280,7 +281,24 @@ class _Poller:
         self._came_up(emit)
         for reading in readings:
             self._emit(emit, reading)
+        self._timed(time.monotonic() - started, emit)
         return True
+
+    def _timed(self, seconds: float, emit: Emit) -> None:
+        """A poll slower than poll_ms gets one warning (the metrics count them all)."""
+        slow = seconds > self._poll_s
+        if slow and not self._warned_slow:
+            self._warned_slow = True
+            log.warning(
+                "%s: a poll of %d requests took %.3g s, longer than poll_ms %d: readings come"
+                " that much less often (a slow device or bus: raise poll_ms, or read fewer"
+                " blocks); lineside_slow_polls_total counts them, this is said once",
+                self.name,
+                len(self._blocks),
+                seconds,
+                round(self._poll_s * 1000),
+            )
+        self._emit(emit, PollTime(self.name, seconds, slow))
 
     def _poll_once(self) -> list[Reading]:
         """Read every block; readings are emitted only once the whole poll got answers."""

@@ -6,6 +6,7 @@ type and word order as against pymodbus' simulator.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,12 @@ from typing import Any
 
 import pytest
 
+from lineside.agent.config import load
+from lineside.agent.runtime import Agent
+from lineside.drivers.base import PollTime
 from lineside.drivers.modbus_driver import ModbusRtuDriver, ModbusTcpDriver, RtuBus, build_rtu_buses
+from tests.broker import wait_until
+from tests.conftest import write_config
 from tests.integration.libmodbus import LibmodbusServer, rtu_server
 from tests.integration.modbus_helpers import FAST_BACKOFF, Recorder, rtu_config, running, tcp_config
 
@@ -33,6 +39,17 @@ EXPECTED = {
     "running": True,
     "door": True,
 }
+
+
+def polls(recorder: Recorder) -> list[PollTime]:
+    return [e for e in recorder.events if isinstance(e, PollTime)]
+
+
+def slow_polls(agent: Agent) -> float:
+    for line in agent.metrics.render().decode().splitlines():
+        if line.startswith('lineside_slow_polls_total{device="plc"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def load_values(server: LibmodbusServer) -> None:
@@ -93,3 +110,39 @@ def test_rtu_bus_is_closed_by_its_owner(libmodbus_server_bin: Path, tmp_path: Pa
                 recorder.wait_readings(1)
             bus.close()
             assert recorder.readings()[0].value == 12
+
+
+def test_a_poll_slower_than_poll_ms_is_counted_and_warned_of_once(
+    tcp_server: LibmodbusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two requests answered in 60 ms each cannot be polled every 50 ms."""
+    caplog.set_level(logging.WARNING, logger="lineside.drivers.modbus")
+    tcp_server.command("delay 60")
+    points = {"good": POINTS["good"], "litres": POINTS["litres"]}
+    recorder = Recorder()
+    driver = ModbusTcpDriver("plc", tcp_config(tcp_server.port, points, poll_ms=50))
+    with running(driver, recorder):
+        recorder.wait_for(lambda r: len(polls(r)) >= 4, "4 polls")
+    assert all(p.slow and p.seconds > 0.05 for p in polls(recorder))
+    slow = [r.getMessage() for r in caplog.records if "longer than poll_ms 50" in r.getMessage()]
+    assert len(slow) == 1, slow
+    assert slow[0].startswith("plc: a poll of 2 requests took ")
+
+
+def test_the_agent_shows_slow_polls_as_a_metric(
+    tmp_path: Path, tcp_server: LibmodbusServer
+) -> None:
+    tcp_server.command("delay 60")
+    loaded = load(
+        write_config(
+            tmp_path,
+            "gateway: {id: gw, site: s, data_dir: ./var}\n"
+            f"devices: {{plc: {{driver: modbus_tcp, host: 127.0.0.1, port: {tcp_server.port},"
+            " poll_ms: 50, points: {good: {address: 0, type: uint32}}}}\n",
+        )
+    )
+    agent = Agent(loaded)
+    driver = ModbusTcpDriver("plc", loaded.config.devices["plc"])  # type: ignore[arg-type]
+    with running(driver, agent.emit):
+        wait_until(lambda: slow_polls(agent) >= 3, 10, "3 slow polls counted")
+    assert b"lineside_poll_seconds_bucket" in agent.metrics.render()
