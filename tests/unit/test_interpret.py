@@ -55,6 +55,12 @@ def test_weight_label_for_an_item_counted_in_each_is_refused() -> None:
     assert isinstance(command, Refusal) and "kg" in command.reason
 
 
+def test_count_label_for_an_item_stocked_in_kg_is_refused() -> None:
+    command = scan_command(Scan("s", "]C1010952123454321310L1\x1d3724", TS), PLACE, GTINS, UOMS, 1)
+    assert isinstance(command, Refusal)
+    assert "count of units (37)" in command.reason and "'kg'" in command.reason
+
+
 def test_order_code_starts_the_work_centers_item() -> None:
     command = scan_command(Scan("s", "ORD-4711", TS), PLACE, GTINS, UOMS, 1)
     assert isinstance(command, StartOrder)
