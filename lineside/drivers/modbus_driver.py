@@ -161,7 +161,9 @@ class TcpLink:
             " serve only one Modbus TCP connection at a time (an HMI, SCADA or another"
             " gateway may hold it)"
         )
-        if self._neighbours:
+        if len(self._neighbours) == 1:
+            hint += f"; device {self._neighbours[0]} connects to it too"
+        elif self._neighbours:
             hint += f"; devices {', '.join(self._neighbours)} connect to it too"
         return hint
 

@@ -17,7 +17,13 @@ import pytest
 from lineside.agent.config import load
 from lineside.agent.runtime import Agent
 from lineside.drivers.base import PollTime
-from lineside.drivers.modbus_driver import ModbusRtuDriver, ModbusTcpDriver, RtuBus, build_rtu_buses
+from lineside.drivers.modbus_driver import (
+    ModbusRtuDriver,
+    ModbusTcpDriver,
+    RtuBus,
+    build_modbus_drivers,
+    build_rtu_buses,
+)
 from tests.broker import wait_until
 from tests.conftest import write_config
 from tests.integration.libmodbus import LibmodbusServer, rtu_server
@@ -146,3 +152,24 @@ def test_the_agent_shows_slow_polls_as_a_metric(
     with running(driver, agent.emit):
         wait_until(lambda: slow_polls(agent) >= 3, 10, "3 slow polls counted")
     assert b"lineside_poll_seconds_bucket" in agent.metrics.render()
+
+
+def test_a_second_connection_the_plc_does_not_serve_says_so(tcp_server: LibmodbusServer) -> None:
+    """libmodbus here serves one connection at a time, as many small PLCs do: the second
+    device's connection is accepted and never answered."""
+    configs = {
+        name: tcp_config(tcp_server.port, {"good": POINTS["good"]}, timeout_ms=200)
+        for name in ("first", "second")
+    }
+    drivers, _ = build_modbus_drivers(configs)
+    first, second = drivers
+    recorder = Recorder()
+    with running(first, recorder):
+        recorder.wait_readings(1, device="first")
+        with running(second, recorder):
+            recorder.wait_for(lambda r: len(r.statuses("second")) == 1, "the second down")
+    reason = recorder.statuses("second")[0].reason
+    assert reason.startswith("no answer within timeout_ms 200; 127.0.0.1:"), reason
+    assert "serve only one Modbus TCP connection at a time" in reason
+    assert reason.endswith("device first connects to it too")
+    assert recorder.statuses("first") == []
