@@ -85,6 +85,21 @@ def last_value(db: Path, point: str) -> Callable[[], str | None]:
     return read
 
 
+def healthy_units_posted(plcb: PlcSimulator, db: Path) -> int:
+    """Let the healthy PLC (counting since the caller set its rate) reach HEALTHY_UNITS,
+    stop it, and wait until the ledger has read its last count; returns that count."""
+    wait_until(lambda: plcb.value(1, "good") >= HEALTHY_UNITS, 20, "plcb's units")
+    plcb.set_rate(1, "good", 0)
+    made = int(plcb.value(1, "good"))
+    wait_until(lambda: last_value(db, "plcb.good")() == str(made), 20, "plcb's last count")
+    return made
+
+
+def completed(db: Path, item: str) -> int:
+    rows = query(db, f"SELECT qty FROM journal WHERE kind = 'completion' AND item = '{item}'")
+    return sum(int(str(q[0])) for q in rows)
+
+
 @pytest.mark.parametrize("way", sorted(WAYS_IN))
 def test_a_repeated_held_event_is_held_again_and_the_other_plc_keeps_posting(
     way: str,
@@ -104,19 +119,15 @@ def test_a_repeated_held_event_is_held_again_and_the_other_plc_keeps_posting(
     agent.start()
     try:
         wait_until(lambda: last_value(db, "plcb.good")() == "0", 20, "plcb's baseline")
-        plcb.set_rate(1, "good", 100)
+        plcb.set_rate(1, "good", 100)  # the healthy PLC counts meanwhile
         for value in values:
             plca.set(1, "good", value)
             wait_until(lambda v=value: last_value(db, "plca.good")() == str(v), 20, f"{value}")  # type: ignore[misc]
-        wait_until(lambda: plcb.value(1, "good") >= HEALTHY_UNITS, 20, "plcb's units")
-        plcb.set_rate(1, "good", 0)
-        made = int(plcb.value(1, "good"))
-        wait_until(lambda: last_value(db, "plcb.good")() == str(made), 20, "plcb's last count")
+        made = healthy_units_posted(plcb, db)
         ok, body = agent.health()
     finally:
         agent.stop()
-    completions = query(db, "SELECT qty FROM journal WHERE kind = 'completion' AND item = 'FB'")
-    assert sum(int(str(q[0])) for q in completions) == made
+    assert completed(db, "FB") == made
     kinds = [str(r[0]).split()[0].rstrip(":") for r in query(db, "SELECT reason FROM held")]
     assert {k: kinds.count(k) for k in kinds} == holds
     assert ok, body["problems"]
@@ -148,17 +159,13 @@ def test_a_command_that_breaks_a_constraint_is_refused_alone_with_its_cause(
         )
         conn.close()
         plca.set(1, "good", 7)
-        plcb.set_rate(1, "good", 100)
-        wait_until(lambda: plcb.value(1, "good") >= HEALTHY_UNITS, 20, "plcb's units")
-        plcb.set_rate(1, "good", 0)
-        made = int(plcb.value(1, "good"))
-        wait_until(lambda: last_value(db, "plcb.good")() == str(made), 20, "plcb's last count")
+        plcb.set_rate(1, "good", 100)  # the healthy PLC counts meanwhile
+        made = healthy_units_posted(plcb, db)
         ok, body = agent.health()
     finally:
         agent.stop()
     assert last_value(db, "plca.good")() == "0"  # refused: the PLC keeps the count
-    completions = query(db, "SELECT qty FROM journal WHERE kind = 'completion' AND item = 'FB'")
-    assert sum(int(str(q[0])) for q in completions) == made
+    assert completed(db, "FB") == made
     assert ok, body["problems"]
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "NOT WRITABLE" in m]
