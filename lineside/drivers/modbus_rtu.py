@@ -12,7 +12,8 @@ request: unit id, function code, byte count for the registers or bits asked, CRC
   (libmodbus' protocol error recovery likewise waits one response timeout, then flushes.)
   Then the request is sent once more (``retries``).
 - A request gets at most ``retries + 1`` tries; when none is answered the device is
-  unreachable for this poll.
+  unreachable for this poll. When a try was not answered at all, not even late, an
+  answer to the retry may be that try's, very late: the line is waited out after it too.
 
 The lock makes each transaction (tries and waiting out included) exclusive on the line,
 and ``pause_ms`` of silence is kept between the end of one and the start of the next.
@@ -112,16 +113,24 @@ class RtuBus:
         try:
             port = self._serial or self._open()
             reason = ""
+            owed = False  # a request went unanswered, even late: its answer may still come
             for _ in range(self.retries + 1):
                 self._discard_waiting(port, unit, block)
                 port.write(frame)
                 port.flush()
                 try:
-                    return self._answer(port, unit, block)
+                    values = self._answer(port, unit, block)
                 except _NoAnswer as exc:
                     reason = str(exc)
                     what = f"unit {unit}: {describe(block)}: {reason}"
-                    self._wait_out(port, what, exc.received)
+                    owed = self._wait_out(port, what, exc.received) == 0
+                    continue
+                if owed:
+                    # What came may be the first request's answer, later than the waiting
+                    # out; then the retry's own would follow, and be taken for the next
+                    # request's: so the line is waited out once more.
+                    self._wait_out(port, f"unit {unit}: {describe(block)}: after a retry", b"")
+                return values
         except (serial.SerialException, OSError) as exc:
             self._close_locked()  # a port that failed is opened afresh next time
             raise DeviceUnreachable(f"serial port {self.port}: {exc}") from exc
@@ -155,9 +164,10 @@ class RtuBus:
             data += port.read(count - len(data))
         return data
 
-    def _wait_out(self, port: Any, what: str, received: bytes) -> None:
+    def _wait_out(self, port: Any, what: str, received: bytes) -> int:
         """Discard until the line has been quiet for timeout_ms (bounded), and say so;
-        received: what this try already read of a frame that was not its answer."""
+        received: what this try already read of a frame that was not its answer. Returns
+        how many bytes were discarded."""
         quiet_s = self.timeout_ms / 1000
         started = last = time.monotonic()
         limit = started + WAIT_OUT_LIMIT * quiet_s
@@ -170,13 +180,14 @@ class RtuBus:
         busy = time.monotonic() - last < quiet_s
         if not discarded:
             log.debug("%s %s: waited out the line, nothing came", self.port, what)
-            return
+            return 0
         more = ", and the line never went quiet" if busy else ""
         self._warn(
             f"{self.port} {what}; discarded {len(discarded)} bytes{more}"
             f" ({discarded[:16].hex(' ')}), waiting until the line was quiet for timeout_ms"
             f" {self.timeout_ms}: a late answer, or noise on the line"
         )
+        return len(discarded)
 
     def _discard_waiting(self, port: Any, unit: int, block: ReadBlock) -> None:
         waiting = port.in_waiting
