@@ -190,9 +190,10 @@ class RtuBus:
         return len(discarded)
 
     def _discard_waiting(self, port: Any, unit: int, block: ReadBlock) -> None:
-        waiting = port.in_waiting
-        if waiting:
-            data = port.read(waiting)
+        data = b""
+        while port.in_waiting and len(data) < 4096:  # socket:// says 1 for "some"
+            data += port.read(port.in_waiting)
+        if data:
             self._warn(
                 f"{self.port}: discarded {len(data)} bytes waiting before unit {unit}'s"
                 f" {describe(block)} ({data[:16].hex(' ')}): noise, or an answer later than"
