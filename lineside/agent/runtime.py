@@ -106,7 +106,7 @@ class Agent:
         self._writer: threading.Thread | None = None
         self._pending: list[Command] = []
         self._dropped_readings = 0
-        self._refused_points: dict[str, str] = {}  # the last refusal of each point's readings
+        self._refused_points: dict[str, str] = {}  # the first refusal of each point's readings
         self._broker_lost_at: float | None = None
         self._scan_seq = itertools.count(1)
 
@@ -274,14 +274,14 @@ class Agent:
                 log.warning("alert %s", " ".join(f"{k}={v}" for k, v in alert.items() if k != "ts"))
 
     def _log_outcome(self, command: Command, result: Result) -> None:
-        """A refusal is a warning; a point's reading refused again for the same reason (every
-        poll, while a meter reads negative) is debug, until one of its readings is taken."""
+        """A refusal is a warning; a point's readings refused again (every poll, while a
+        meter reads negative) are debug, until one of its readings is taken."""
         point = command.point if isinstance(command, CounterReading | MeterReading) else None
         if result.ok or result.duplicate:
             if point is not None and self._refused_points.pop(point, None) is not None:
                 log.info("%s: readings taken again", point)
             return
-        if point is not None and self._refused_points.get(point) == result.error:
+        if point is not None and point in self._refused_points:
             log.debug("refused %s again: %s", type(command).__name__, result.error)
             return
         if point is not None:

@@ -7,8 +7,10 @@ reading. The readings come one second apart (StepClock), as a poll would give th
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +20,9 @@ from lineside.agent.bootstrap import open_ledger
 from lineside.agent.commands import CounterReading, MeterReading, Result
 from lineside.agent.config import load
 from lineside.agent.handlers import Ledger
+from lineside.agent.runtime import Agent
+from lineside.drivers.base import Reading
+from tests.broker import Broker, wait_until
 from tests.conftest import StepClock
 
 LINE = """
@@ -140,3 +145,44 @@ def test_nothing_is_written_for_a_refused_negative_total(ledger: Ledger) -> None
     (value,) = ledger.conn.execute("SELECT value FROM counters WHERE point = 'plc.oil'").fetchone()
     assert value == "5"
     assert isinstance(ledger.conn, sqlite3.Connection)
+
+
+def test_a_meter_reading_negative_every_poll_is_logged_once(
+    tmp_path: Path, broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the agent's own entry for drivers: the refusal is a warning once, its
+    repeats are debug, and the first good reading after them says so."""
+    caplog.set_level(logging.INFO, logger="lineside.agent")
+    config = tmp_path / "line.yaml"
+    config.write_text(
+        LINE.replace(
+            "gateway: {id: gw-wrap, site: test, data_dir: ./var}",
+            f"gateway: {{id: gw-wrap, site: test, data_dir: ./var}}\nmqtt: {{port: {broker.port}}}",
+        )
+    )
+    agent = Agent(load(config))
+    agent.start()
+    try:
+        start = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+        for n, value in enumerate(("5", "-5", "-5.5", "-6", "7")):
+            ts = start + timedelta(seconds=n)
+            agent.emit(Reading("plc", "oil", Decimal(value), ts))
+            wait_until(lambda: agent.events.empty(), 10, "the writer took it")
+        db = tmp_path / "var" / "ledger.sqlite"
+        wait_until(lambda: counter_value(db, "plc.oil") == "7", 10, "the good reading")
+    finally:
+        agent.stop()
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    refused = [m for m in messages if m.startswith("refused MeterReading")]
+    assert len(refused) == 1, refused
+    assert "read a negative total -5" in refused[0]
+    assert "plc.oil: readings taken again" in messages
+
+
+def counter_value(db: Path, point: str) -> str | None:
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute("SELECT value FROM counters WHERE point = ?", (point,)).fetchone()
+        return None if row is None else str(row[0])
+    finally:
+        conn.close()
