@@ -10,8 +10,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
+from lineside.agent.inputs import BadInput, check_code, check_quantity
 from lineside.agent.yamlsource import KeyPath, Source, format_path, parse
 from lineside.drivers.dosing import AsciiMeterConfig
 from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_conflicts
@@ -69,11 +78,15 @@ class MqttConfig(Model):
         return value
 
 
+Quantity = Annotated[Decimal, AfterValidator(lambda value: check_quantity(value, ""))]
+"""A decimal within the bound every quantity and price has (lineside.agent.inputs)."""
+
+
 class ItemConfig(Model):
     uom: str = Field(min_length=1, max_length=16)
     decimals: int = Field(default=0, ge=0, le=9)
-    cost: Decimal = Field(default=Decimal(0), ge=0)
-    conversion_cost: Decimal = Field(default=Decimal(0), ge=0)
+    cost: Quantity = Field(default=Decimal(0), ge=0)
+    conversion_cost: Quantity = Field(default=Decimal(0), ge=0)
     phantom: bool = False
     gtin: str | None = None
     description: str = ""
@@ -84,7 +97,7 @@ class ItemConfig(Model):
         if value is None:
             return None
         digits = value.strip()
-        if not re.fullmatch(r"\d{8}|\d{12}|\d{13}|\d{14}", digits):
+        if not re.fullmatch(r"[0-9]{8}|[0-9]{12}|[0-9]{13}|[0-9]{14}", digits):
             raise ValueError(f"GTIN '{value}' must be 8, 12, 13 or 14 digits")
         digits = digits.zfill(14)
         if gtin_check_digit(digits[:-1]) != int(digits[-1]):
@@ -100,14 +113,14 @@ def gtin_check_digit(body: str) -> int:
 
 class ComponentConfig(Model):
     item: str
-    qty: Decimal = Field(gt=0)
-    scrap_pct: Decimal = Field(default=Decimal(0), ge=0, le=1000)
+    qty: Quantity = Field(gt=0)
+    scrap_pct: Quantity = Field(default=Decimal(0), ge=0, le=1000)
     stage: str | None = None
     flush: Literal["standard", "measured"] = "standard"
 
 
 class BomConfig(Model):
-    per: Decimal = Field(default=Decimal(1), gt=0)
+    per: Quantity = Field(default=Decimal(1), gt=0)
     components: list[ComponentConfig] = Field(min_length=1)
 
 
@@ -123,7 +136,7 @@ class WorkCenterConfig(Model):
     stages: dict[str, str] = {}
     on_shortage: Literal["allow", "hold"] = "allow"
     max_delta: int = Field(default=100_000, ge=1)
-    max_rate: Decimal = Field(default=DEFAULT_MAX_RATE, gt=0)  # units a second, at most
+    max_rate: Quantity = Field(default=DEFAULT_MAX_RATE, gt=0)  # units a second, at most
     order_prefix: str | None = None
 
 
@@ -131,8 +144,8 @@ class MeterConfig(Model):
     point: str
     item: str
     work_center: str
-    max_delta: Decimal = Field(default=Decimal(1_000_000), gt=0)
-    max_rate: Decimal = Field(default=DEFAULT_MAX_RATE, gt=0)  # the item's units a second
+    max_delta: Quantity = Field(default=Decimal(1_000_000), gt=0)
+    max_rate: Quantity = Field(default=DEFAULT_MAX_RATE, gt=0)  # the item's units a second
 
 
 class HealthConfig(Model):
@@ -154,6 +167,9 @@ DeviceConfig = Annotated[
 class LinesideConfig(Model):
     gateway: GatewayConfig
     mqtt: MqttConfig = MqttConfig()
+    # Stock locations besides the work centers' own (stores, quarantine): receipts and
+    # counts to any other location are refused.
+    locations: list[Annotated[str, Field(pattern=NAME, max_length=128)]] = []
     items: dict[str, ItemConfig] = {}
     boms: dict[str, BomConfig] = {}
     work_centers: dict[str, WorkCenterConfig] = {}
@@ -352,6 +368,11 @@ def check_references(
     problems: list[tuple[KeyPath, str]] = []
     warnings: list[str] = []
     items = _Known(config.items, invalid["items"])
+    for code in config.items:
+        try:
+            check_code(code, "item code")
+        except BadInput as exc:
+            problems.append((("items", code), str(exc).removeprefix("item code: ")))
     for parent, bom in config.boms.items():
         if parent not in items:
             problems.append((("boms", parent), f"BOM for unknown item {parent!r}"))
