@@ -382,10 +382,6 @@ class UnitOfWork:
         )
 
     # -- counters ------------------------------------------------------------------------
-    def counter(self, point: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM counters WHERE point = ?", (point,)).fetchone()
-        return None if row is None else str(row[0])
-
     def counter_state(self, point: str) -> tuple[str, str] | None:
         """The point's last value and when it was written (ISO 8601)."""
         row = self.conn.execute(
