@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from lineside.agent.sparkplug.checks import sparkplug_problems
 from lineside.agent.yamlsource import KeyPath, Source, format_path, parse
 from lineside.drivers.dosing import AsciiMeterConfig
 from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_conflicts
@@ -146,6 +147,26 @@ DeviceConfig = Annotated[
 ]
 
 
+class SparkplugConfig(Model):
+    """The optional Sparkplug B 3.0 edge node: live state for SCADA, read-only, beside P/tx.
+
+    Without host it connects to the mqtt: broker with mqtt's port, credentials, TLS and
+    protocol; with host, only the connection keys given here apply.
+    """
+
+    group_id: str = Field(pattern=NAME, max_length=64)
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    primary_host_id: str | None = Field(default=None, pattern=NAME, max_length=64)
+    interval_s: Decimal = Field(default=Decimal(1), ge=Decimal("0.05"), le=3600)
+    stopped_after_s: Decimal = Field(default=Decimal(60), gt=0)
+    stock: list[str] = []
+
+
 class LinesideConfig(Model):
     gateway: GatewayConfig
     mqtt: MqttConfig = MqttConfig()
@@ -156,6 +177,7 @@ class LinesideConfig(Model):
     devices: dict[str, DeviceConfig] = {}
     health: HealthConfig | None = None
     log: LogConfig = LogConfig()
+    sparkplug: SparkplugConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -365,6 +387,7 @@ def check_references(
         problems += _stage_problems(config)
     problems += _gtin_problems(config)
     problems += _rtu_problems(config)
+    problems += sparkplug_problems(config, items)
     bad_devices = invalid["devices"]
     points = {
         f"{dev}.{point}": dev for dev, cfg in config.devices.items() for point in cfg.point_names()

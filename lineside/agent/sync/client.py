@@ -51,17 +51,27 @@ class ClientSettings:
         return f"{scheme}://{self.host}:{self.port}"
 
 
-def settings_from(loaded: LoadedConfig, client_id: str | None = None) -> ClientSettings:
-    """Client settings from the config, with every file read now (fail at start-up)."""
-    mqtt_cfg = loaded.config.mqtt
+def settings_from(
+    loaded: LoadedConfig,
+    client_id: str | None = None,
+    *,
+    section: MqttConfig | None = None,
+    key: str = "mqtt",
+) -> ClientSettings:
+    """Client settings from the config, with every file read now (fail at start-up).
+
+    section: the broker settings to use instead of the mqtt: section, named key in messages.
+    """
+    mqtt_cfg = loaded.config.mqtt if section is None else section
     password = None
     if mqtt_cfg.password_file is not None:
-        password = read_password(loaded.resolve(mqtt_cfg.password_file))
+        password = read_password(loaded.resolve(mqtt_cfg.password_file), f"{key}.password_file")
     context = None
     if mqtt_cfg.tls is not None:
-        context = ssl_context(mqtt_cfg, loaded)
+        context = ssl_context(mqtt_cfg, loaded, key)
     elif password is not None:
-        log.warning("mqtt: a password is configured without tls: it crosses the network in clear")
+        log.warning("%s: a password is configured without tls: it crosses the network in clear",
+                    key)
     return ClientSettings(
         host=mqtt_cfg.host,
         port=mqtt_cfg.port,
@@ -75,45 +85,47 @@ def settings_from(loaded: LoadedConfig, client_id: str | None = None) -> ClientS
     )
 
 
-def read_password(path: Path) -> str:
+def read_password(path: Path, key: str = "mqtt.password_file") -> str:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise SyncSetupError(
-            f"cannot read the MQTT password file {path} (mqtt.password_file): {_reason(exc)}"
+            f"cannot read the MQTT password file {path} ({key}): {_reason(exc)}"
         ) from None
     if not text:
-        raise SyncSetupError(f"the MQTT password file {path} (mqtt.password_file) is empty")
+        raise SyncSetupError(f"the MQTT password file {path} ({key}) is empty")
     return text
 
 
-def ssl_context(cfg: MqttConfig, loaded: LoadedConfig) -> ssl.SSLContext:
+def ssl_context(cfg: MqttConfig, loaded: LoadedConfig, key: str = "mqtt") -> ssl.SSLContext:
     """A verifying TLS context: the CA (or the system's), and the client certificate if any."""
     tls = cfg.tls
     assert tls is not None
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if tls.ca_file is not None:
-        ca = _readable(loaded.resolve(tls.ca_file), "CA certificate", "mqtt.tls.ca_file")
+        ca = _readable(loaded.resolve(tls.ca_file), "CA certificate", f"{key}.tls.ca_file")
         try:
             context.load_verify_locations(cafile=str(ca))
         except ssl.SSLError as exc:
             raise SyncSetupError(
-                f"the CA certificate {ca} (mqtt.tls.ca_file) is not a PEM certificate: "
+                f"the CA certificate {ca} ({key}.tls.ca_file) is not a PEM certificate: "
                 f"{_reason(exc)}"
             ) from None
     if tls.key_file is not None and tls.cert_file is None:
-        raise SyncSetupError("mqtt.tls.key_file is set without mqtt.tls.cert_file")
+        raise SyncSetupError(f"{key}.tls.key_file is set without {key}.tls.cert_file")
     if tls.cert_file is not None:
-        cert = _readable(loaded.resolve(tls.cert_file), "client certificate", "mqtt.tls.cert_file")
-        key = None
+        cert = _readable(
+            loaded.resolve(tls.cert_file), "client certificate", f"{key}.tls.cert_file"
+        )
+        private = None
         if tls.key_file is not None:
-            key = _readable(loaded.resolve(tls.key_file), "client key", "mqtt.tls.key_file")
+            private = _readable(loaded.resolve(tls.key_file), "client key", f"{key}.tls.key_file")
         try:
-            context.load_cert_chain(str(cert), None if key is None else str(key))
+            context.load_cert_chain(str(cert), None if private is None else str(private))
         except (ssl.SSLError, OSError) as exc:
-            names = f"{cert}" if key is None else f"{cert} with key {key}"
+            names = f"{cert}" if private is None else f"{cert} with key {private}"
             raise SyncSetupError(
-                f"cannot use the client certificate {names} (mqtt.tls.cert_file/key_file):"
+                f"cannot use the client certificate {names} ({key}.tls.cert_file/key_file):"
                 f" not a PEM certificate and key that belong together ({_reason(exc)})"
             ) from None
     if tls.insecure:
@@ -144,6 +156,7 @@ def new_client(
     *,
     persistent: bool,
     will: tuple[str, bytes] | None = None,
+    will_retain: bool = True,
     max_inflight: int = 20,
     logger: logging.Logger | None = None,
 ) -> mqtt.Client:
@@ -164,7 +177,7 @@ def new_client(
     if settings.ssl_context is not None:
         client.tls_set_context(settings.ssl_context)
     if will is not None:
-        client.will_set(will[0], will[1], qos=1, retain=True)
+        client.will_set(will[0], will[1], qos=1, retain=will_retain)
     client.max_inflight_messages_set(max_inflight)
     client.connect_timeout = 10.0
     return client
