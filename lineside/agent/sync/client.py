@@ -243,3 +243,21 @@ def explain_refusal(reason: Any, settings: ClientSettings) -> str:
     elif "identifier" in low:
         hint = "; check gateway.id (the client id)"
     return f"the broker at {settings.where} refused the connection: {text}{hint}"
+
+
+def close_client(client: mqtt.Client) -> None:
+    """Close the client's socket and its wake-up socket pair now.
+
+    paho closes the pair only in __del__ or reinitialise(); closing it here keeps a
+    gateway that reconnects for weeks from leaking file descriptors.
+    """
+    reset = getattr(client, "_reset_sockets", None)
+    try:
+        if callable(reset):
+            reset()
+        else:
+            sock = client.socket()
+            if sock is not None:
+                sock.close()
+    except OSError:
+        pass

@@ -47,6 +47,7 @@ from lineside.agent.sync.client import (
     settings_from,
     start_connect,
 )
+from lineside.agent.sync.client import close_client as _close
 from lineside.agent.sync.commands_in import (
     MAX_COMMAND_BYTES,
     CommandParser,
@@ -593,24 +594,6 @@ class _Transport:
         # window offers the message again on the next connection.
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return int(info.mid)
-
-
-def _close(client: mqtt.Client) -> None:
-    """Close the client's socket and its wake-up socket pair now.
-
-    paho closes the pair only in __del__ or reinitialise(); closing it here keeps a
-    gateway that reconnects for weeks from leaking file descriptors.
-    """
-    reset = getattr(client, "_reset_sockets", None)
-    try:
-        if callable(reset):
-            reset()
-        else:
-            sock = client.socket()
-            if sock is not None:
-                sock.close()
-    except OSError:
-        pass
 
 
 def _lock(db_path: Path) -> IO[bytes]:
