@@ -158,7 +158,8 @@ class SparkplugHost:
         self.consumer.stop()
 
     def messages(self, node: str | None = None) -> list[SpbMessage]:
-        """Every message so far, decoded; DATA metrics named through their birth's alias."""
+        """Every message of the edge nodes so far, decoded (commands, which hosts send, left
+        out); DATA metrics named through their birth's alias."""
         with self.consumer.lock:
             raw = list(self.consumer.messages)
         out: list[SpbMessage] = []
@@ -168,7 +169,7 @@ class SparkplugHost:
             if parts[0] != "spBv1.0" or parts[1] == "STATE" or parts[1] != self.group:
                 continue
             kind, edge = parts[2], parts[3]
-            if node is not None and edge != node:
+            if kind in ("NCMD", "DCMD") or (node is not None and edge != node):
                 continue
             msg = SpbMessage(topic, kind, edge, parts[4] if len(parts) > 4 else None,
                              decode_payload(body), retained)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lineside import __version__
 from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
@@ -26,11 +26,15 @@ from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Ledger
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
 from lineside.agent.metrics import Metrics
+from lineside.agent.sparkplug.live import LiveState
 from lineside.agent.sync.service import Sync
 from lineside.agent.sync.status import ledger_bytes, sync_status
 from lineside.clock import Clock, utc_now
 from lineside.drivers.base import DeviceStatus, Driver, Event, Reading, Scan
 from lineside.drivers.registry import DeviceSet, build_drivers
+
+if TYPE_CHECKING:  # the node (and protobuf) is imported only when sparkplug: is on
+    from lineside.agent.sparkplug.node import SparkplugNode
 
 log = logging.getLogger("lineside.agent")
 BATCH_MAX = 500
@@ -98,6 +102,7 @@ class Agent:
         self.devices: dict[str, DeviceState] = {}
         self.ledger: Ledger | None = None
         self.sync: Sync | None = None
+        self.sparkplug: SparkplugNode | None = None
         self.ledger_error: str | None = None
         self.writer_heartbeat = time.monotonic()
         self._supervisors: list[Supervisor] = []
@@ -121,6 +126,7 @@ class Agent:
         self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
         self._writer.start()
         self.sync.start()  # takes the ledger's publisher lock before any device is polled
+        self._start_sparkplug()
         self._start_devices()
         log.info(
             "lineside %s started: gateway %s, %d devices, ledger %s",
@@ -134,6 +140,7 @@ class Agent:
         """Finish the current ledger transaction, give in-flight publishes a few seconds."""
         started = time.monotonic()
         deadline = started + timeout_s
+        self._stop_sparkplug(timeout_s / 4)  # its NDEATH first, while the line still reads
         self._stop_devices(join_s=min(2.0, timeout_s / 2))
         self._stop.set()
         if self._writer is not None:
@@ -158,13 +165,44 @@ class Agent:
             )
         self._stop_devices()
         self.ledger.reconfigure(loaded.config)
-        self.loaded = loaded
+        old, self.loaded = self.loaded, loaded
         if mqtt_changed:
             self.sync.stop()
             self.sync = Sync(loaded, self.ledger, self.db_path, clock=self.clock)
             self.sync.start()
+        if _sparkplug_part(loaded) != _sparkplug_part(old):
+            self._stop_sparkplug()
+            self._start_sparkplug()
         self._start_devices()
         log.info("config reloaded: %d devices", len(loaded.config.devices))
+
+    def _start_sparkplug(self) -> None:
+        if self.loaded.config.sparkplug is None:
+            return
+        from lineside.agent.sparkplug.node import SparkplugNode
+
+        self.sparkplug = SparkplugNode(
+            self.loaded, self.db_path, self.live_state, clock=self.clock
+        )  # reads its password and certificates now: SyncSetupError stops the start
+        self.sparkplug.start()
+
+    def _stop_sparkplug(self, timeout_s: float = 2.0) -> None:
+        if self.sparkplug is not None:
+            self.sparkplug.stop(timeout_s)
+            self.sparkplug = None
+
+    def live_state(self) -> LiveState:
+        """What the agent knows in memory, for the Sparkplug node (called from its thread).
+
+        Copies only: the writer thread keeps changing the originals.
+        """
+        devices = list(self.devices.items())
+        values = {f"{name}.{p}": v for name, s in devices for p, v in dict(s.last_values).items()}
+        return LiveState(
+            values=values,
+            devices_up={name: s.up for name, s in devices},
+            broker_connected=self.sync is not None and self.sync.connected,
+        )
 
     def _start_devices(self) -> None:
         self._device_set = self.driver_factory(dict(self.loaded.config.devices), self.clock)
@@ -410,6 +448,12 @@ class Agent:
             self.metrics.published.set(self.sync.counters()["messages_published"])
             self.metrics.broker_up.set(1 if self.sync.connected else 0)
         return {**status, "held": held}
+
+
+def _sparkplug_part(loaded: LoadedConfig) -> tuple[Any, ...]:
+    """What the Sparkplug node is made from: a change restarts it (a new session)."""
+    cfg = loaded.config
+    return (cfg.sparkplug, cfg.work_centers, cfg.mqtt if cfg.sparkplug else None)
 
 
 def _is_reading(command: Command) -> bool:
