@@ -27,6 +27,7 @@ from lineside.agent.handlers import Ledger
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
 from lineside.agent.metrics import Metrics
 from lineside.agent.sparkplug.live import LiveState
+from lineside.agent.sync.client import SyncSetupError
 from lineside.agent.sync.service import Sync
 from lineside.agent.sync.status import ledger_bytes, sync_status
 from lineside.clock import Clock, utc_now
@@ -172,7 +173,10 @@ class Agent:
             self.sync.start()
         if _sparkplug_part(loaded) != _sparkplug_part(old):
             self._stop_sparkplug()
-            self._start_sparkplug()
+            try:
+                self._start_sparkplug()
+            except SyncSetupError as exc:  # an unreadable password or certificate file
+                log.error("sparkplug: not started with the new config: %s", exc)
         self._start_devices()
         log.info("config reloaded: %d devices", len(loaded.config.devices))
 

@@ -265,3 +265,43 @@ def test_a_primary_host_gates_the_births(
         agent.stop()
     assert bdseq(first) == 0 and bdseq(death) == 0
     assert bdseq(births[1]) == 1, "a new connection, the next bdSeq"
+
+
+def test_a_reload_that_changes_the_node_starts_a_new_session(
+    tmp_path: Path, broker: Broker, plc: PlcSimulator, host: SparkplugHost
+) -> None:
+    agent = start_agent(tmp_path, broker, plc)
+    path = tmp_path / "line.yaml"
+    try:
+        (first,) = host.wait("NBIRTH", node=NODE)
+        agent.reload(load(path))  # nothing of the node's changed: the session goes on
+        path.write_text(path.read_text().replace("stock: [STEEL, FG]", "stock: [STEEL]"))
+        agent.reload(load(path))
+        births = host.wait("NBIRTH", 2, node=NODE)
+        host.wait("DBIRTH", 4, node=NODE)
+    finally:
+        agent.stop()
+    (death, _) = host.of("NDEATH", NODE)  # the reload's, then the stop's
+    assert len(births) == 2 and bdseq(death) == bdseq(first) == 0
+    assert bdseq(births[1]) == 1
+    assert "Stock/LINE/FG" in first.metrics and "Stock/LINE/FG" not in births[1].metrics
+
+
+def test_a_reload_whose_sparkplug_files_cannot_be_read_keeps_the_agent_running(
+    tmp_path: Path, broker: Broker, plc: PlcSimulator, host: SparkplugHost,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = start_agent(tmp_path, broker, plc)
+    path = tmp_path / "line.yaml"
+    try:
+        host.wait("NBIRTH", node=NODE)
+        path.write_text(path.read_text().replace(
+            "stock: [STEEL, FG]",
+            f"stock: [STEEL], host: 127.0.0.1, port: {broker.port}, password_file: nowhere.pw"))
+        agent.reload(load(path))
+        assert "sparkplug: not started with the new config" in caplog.text
+        assert "(sparkplug.password_file)" in caplog.text
+        plc.advance(1, "good", 5)
+        wait_until(lambda: completions(agent) == 5, 20, "the agent to go on counting")
+    finally:
+        agent.stop()
