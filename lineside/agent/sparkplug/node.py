@@ -124,7 +124,8 @@ class SparkplugNode:
         self._ledger_read = (-1, -1e18)  # data_version and when it was read
         self._reported: dict[str | None, dict[str, Value]] = {}
         self._connack: Any = None
-        self._acked: set[int] = set()
+        self._death_mid: int | None = None
+        self._death_acked = False
         self._rebirth = False
         self._host_left = False
 
@@ -151,7 +152,10 @@ class SparkplugNode:
                     self._stop.wait(self._backoff(failures))
                     continue
                 failures = 0
-                self._session(client)
+                try:
+                    self._session(client)
+                except Exception:  # a bug must not end Sparkplug for good: a new session
+                    log.exception("sparkplug: internal error; starting a new session")
                 if not self._stop.is_set():
                     self._stop.wait(self._backoff(1))
         except Exception:
@@ -307,9 +311,11 @@ class SparkplugNode:
     def _die(self, client: mqtt.Client) -> None:
         """An intentional disconnect: NDEATH first (the broker drops the will on DISCONNECT)."""
         assert self.bdseq is not None
+        self._death_acked = False
         info = client.publish(self.topics.ndeath, self._death_payload(self.bdseq), qos=1)
+        self._death_mid = info.mid
         deadline = time.monotonic() + DEATH_ACK_S
-        while info.mid not in self._acked and time.monotonic() < deadline:
+        while not self._death_acked and time.monotonic() < deadline:
             if client.loop(0.05) != mqtt.MQTT_ERR_SUCCESS:
                 break
         client.disconnect()
@@ -354,7 +360,8 @@ class SparkplugNode:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
-        self._acked.add(mid)
+        if mid == self._death_mid:  # QoS 0 messages are "published" too: only this counts
+            self._death_acked = True
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         topic, payload = message.topic, bytes(message.payload)
