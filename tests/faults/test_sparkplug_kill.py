@@ -3,12 +3,9 @@ session's bdSeq, the restarted node's bdSeq is one more, and P/tx stays exact.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from lineside.simulators.plc import PlcSimulator, SimPoint
+from lineside.simulators.plc import PlcSimulator
 from tests.broker import Broker, Consumer
 from tests.faults.agent_process import (
     TX,
@@ -22,17 +19,6 @@ from tests.faults.agent_process import (
 from tests.sparkplug_host import SparkplugHost, bdseq
 
 GROUP, NODE = "plant-k", "gw-chaos"
-
-
-@pytest.fixture
-def plc() -> Iterator[PlcSimulator]:
-    sim = PlcSimulator(
-        {1: {"good": SimPoint(10, "uint32", value=0), "scrap": SimPoint(12, "uint16", value=0)}},
-        port=0,
-    )
-    sim.start()
-    yield sim
-    sim.stop()
 
 
 def test_kill_9_the_will_carries_the_last_bdseq_and_the_next_session_the_one_after(

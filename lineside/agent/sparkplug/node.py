@@ -15,7 +15,6 @@ A Rebirth command repeats the births with the same bdSeq. Stopping publishes NDE
 from __future__ import annotations
 
 import logging
-import random
 import sqlite3
 import threading
 import time
@@ -45,6 +44,7 @@ from lineside.agent.sparkplug.metrics import (
 )
 from lineside.agent.sync.client import (
     ClientSettings,
+    backoff_s,
     close_client,
     explain,
     explain_refusal,
@@ -166,8 +166,7 @@ class SparkplugNode:
                 self._conn.close()
 
     def _backoff(self, failures: int) -> float:
-        delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(failures - 1, 16))
-        return float(delay * random.uniform(0.8, 1.2))
+        return backoff_s(failures, self.reconnect_min_s, self.reconnect_max_s)
 
     # -- connecting ------------------------------------------------------------------------
     def _claim_bdseq(self) -> int:

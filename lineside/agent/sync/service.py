@@ -21,7 +21,6 @@ import fcntl
 import logging
 import os
 import queue
-import random
 import sqlite3
 import threading
 import time
@@ -41,6 +40,7 @@ from lineside.agent.sync.client import (
     PAHO_LOGGER,
     ClientSettings,
     SyncSetupError,
+    backoff_s,
     explain,
     explain_refusal,
     new_client,
@@ -318,8 +318,7 @@ class Sync:
             self._connected = False
 
     def _backoff(self, failures: int) -> float:
-        delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(failures - 1, 16))
-        return float(delay * random.uniform(0.8, 1.2))  # many gateways: not in step
+        return backoff_s(failures, self.reconnect_min_s, self.reconnect_max_s)
 
     def _open(self) -> mqtt.Client | None:
         """Connect and wait for the CONNACK; None (with last_error set and logged) on failure."""
