@@ -71,6 +71,14 @@ def test_a_death_older_than_the_hosts_birth_is_ignored() -> None:
     assert host.update(state(True, 300)) == "online"
 
 
+def test_a_new_connection_waits_for_the_hosts_state_again() -> None:
+    host = PrimaryHost()
+    host.update(state(True, 200))
+    host.new_session()
+    assert not host.online
+    assert host.update(state(True, 200)) == "online"  # the same retained birth: still valid
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [

@@ -77,6 +77,11 @@ class PrimaryHost:
         self._last_ts: float | None = None
         self._online_ts: float | None = None
 
+    def new_session(self) -> None:
+        """A new connection: what the host said before may be out of date (its death may
+        have passed while we were away); its retained STATE tells again at once."""
+        self.online = False
+
     def update(self, payload: bytes) -> str | None:
         """'online' or 'offline' when the message counts, None when it is stale.
 

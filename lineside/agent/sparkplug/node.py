@@ -228,6 +228,7 @@ class SparkplugNode:
     def _session(self, client: mqtt.Client) -> None:
         self.last_error = None
         self._rebirth = self._host_left = False
+        self._host.new_session()
         topics = [(self.topics.ncmd, 1), (self.topics.dcmd_filter, 1)]
         if self.spb.primary_host_id is not None:
             topics.append((Topics.state(self.spb.primary_host_id), 1))
