@@ -26,6 +26,7 @@ from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Ledger
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
 from lineside.agent.metrics import Metrics
+from lineside.agent.sparkplug.checks import node_changed
 from lineside.agent.sparkplug.live import LiveState
 from lineside.agent.sync.client import SyncSetupError
 from lineside.agent.sync.service import Sync
@@ -171,7 +172,7 @@ class Agent:
             self.sync.stop()
             self.sync = Sync(loaded, self.ledger, self.db_path, clock=self.clock)
             self.sync.start()
-        if _sparkplug_part(loaded) != _sparkplug_part(old):
+        if node_changed(old.config, loaded.config):
             self._stop_sparkplug()
             try:
                 self._start_sparkplug()
@@ -185,9 +186,8 @@ class Agent:
             return
         from lineside.agent.sparkplug.node import SparkplugNode
 
-        self.sparkplug = SparkplugNode(
-            self.loaded, self.db_path, self.live_state, clock=self.clock
-        )  # reads its password and certificates now: SyncSetupError stops the start
+        # reads its password and certificates now: SyncSetupError stops the start
+        self.sparkplug = SparkplugNode(self.loaded, self.db_path, self.live_state, clock=self.clock)
         self.sparkplug.start()
 
     def _stop_sparkplug(self, timeout_s: float = 2.0) -> None:
@@ -196,10 +196,7 @@ class Agent:
             self.sparkplug = None
 
     def live_state(self) -> LiveState:
-        """What the agent knows in memory, for the Sparkplug node (called from its thread).
-
-        Copies only: the writer thread keeps changing the originals.
-        """
+        """For the Sparkplug node's thread: copies, as the writer keeps changing these."""
         devices = list(self.devices.items())
         values = {f"{name}.{p}": v for name, s in devices for p, v in dict(s.last_values).items()}
         return LiveState(
@@ -452,12 +449,6 @@ class Agent:
             self.metrics.published.set(self.sync.counters()["messages_published"])
             self.metrics.broker_up.set(1 if self.sync.connected else 0)
         return {**status, "held": held}
-
-
-def _sparkplug_part(loaded: LoadedConfig) -> tuple[Any, ...]:
-    """What the Sparkplug node is made from: a change restarts it (a new session)."""
-    cfg = loaded.config
-    return (cfg.sparkplug, cfg.work_centers, cfg.mqtt if cfg.sparkplug else None)
 
 
 def _is_reading(command: Command) -> bool:

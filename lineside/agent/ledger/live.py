@@ -35,6 +35,11 @@ def next_bdseq(conn: sqlite3.Connection) -> int:
     return value
 
 
+def data_version(conn: sqlite3.Connection) -> int:
+    """Changes whenever another connection commits (SQLite's PRAGMA data_version)."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
 def held_per_work_center(conn: sqlite3.Connection) -> dict[str, int]:
     """Events held (waiting to be posted) per work center."""
     rows = conn.execute(

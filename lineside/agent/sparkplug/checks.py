@@ -43,3 +43,12 @@ def sparkplug_problems(
                 )
             )
     return out
+
+
+def node_changed(old: LinesideConfig, new: LinesideConfig) -> bool:
+    """Whether a reload changes what the node is made from (then it starts a new session)."""
+
+    def part(cfg: LinesideConfig) -> tuple[object, ...]:
+        return (cfg.sparkplug, cfg.work_centers, cfg.mqtt if cfg.sparkplug else None)
+
+    return part(old) != part(new)

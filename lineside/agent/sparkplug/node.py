@@ -31,7 +31,7 @@ from lineside.agent.ledger.store import connect
 from lineside.agent.sparkplug import codec
 from lineside.agent.sparkplug.codec import DataType, Metric, Value
 from lineside.agent.sparkplug.host import PrimaryHost, Seq, Topics
-from lineside.agent.sparkplug.live import LedgerState, LiveSource, LiveState
+from lineside.agent.sparkplug.live import LedgerReader, LedgerState, LiveSource, LiveState
 from lineside.agent.sparkplug.metrics import (
     BDSEQ,
     REBIRTH,
@@ -52,14 +52,12 @@ from lineside.agent.sync.client import (
     settings_from,
     start_connect,
 )
-from lineside.agent.sync.status import sync_status
 from lineside.clock import Clock, utc_now
 
 log = logging.getLogger("lineside.sparkplug")
 PAHO_LOGGER = "lineside.sparkplug.paho"
 LOOP_WAIT_S = 0.25
 CONNACK_TIMEOUT_S = 15.0
-LEDGER_REFRESH_S = 5.0  # figures are read again when the ledger changed, or this often
 DEATH_ACK_S = 1.0
 
 
@@ -120,8 +118,7 @@ class SparkplugNode:
         self._seq = Seq()
         self._host = PrimaryHost()
         self._lines = LineWatch(float(self.spb.stopped_after_s))
-        self._ledger = LedgerState()
-        self._ledger_read = (-1, -1e18)  # data_version and when it was read
+        self._figures = LedgerReader(self.spb.stock)
         self._reported: dict[str | None, dict[str, Value]] = {}
         self._connack: Any = None
         self._death_mid: int | None = None
@@ -329,29 +326,9 @@ class SparkplugNode:
     def _now_ms(self) -> int:
         return int(self.clock().timestamp() * 1000)
 
-    # -- the ledger's figures ----------------------------------------------------------------
     def _ledger_state(self, now: datetime) -> LedgerState:
-        conn = self._conn
-        assert conn is not None
-        try:
-            version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-            read_version, read_at = self._ledger_read
-            if version == read_version and time.monotonic() - read_at < LEDGER_REFRESH_S:
-                return self._ledger
-            status = sync_status(conn, now)
-            oldest = status.get("oldest_unsent_ts")
-            self._ledger = LedgerState(
-                backlog=int(status["backlog"]),
-                oldest_unsent=None if oldest is None else _parse_ts(str(oldest)),
-                ledger_bytes=int(status["ledger_bytes"]),
-                held=ledger_live.held_per_work_center(conn),
-                orders=ledger_live.active_orders(conn),
-                stock=ledger_live.on_hand(conn, self.spb.stock),
-            )
-            self._ledger_read = (version, time.monotonic())
-        except sqlite3.Error as exc:
-            log.warning("sparkplug: ledger figures not read (%s): the last ones stay", exc)
-        return self._ledger
+        assert self._conn is not None
+        return self._figures.read(self._conn, now)
 
     # -- paho callbacks (this thread, inside client.loop) -------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
@@ -402,10 +379,3 @@ class SparkplugNode:
 
 def _metrics(defs: Any, values: dict[str, Value], ts: int) -> list[Metric]:
     return [Metric(d.name, d.datatype, values[d.name], ts, d.alias) for d in defs]
-
-
-def _parse_ts(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
