@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from lineside.agent.config import load
+from lineside.agent.config import LinesideConfig, load
 from lineside.agent.ledger.live import next_bdseq
 from lineside.agent.ledger.store import connect
+from lineside.agent.sparkplug.checks import node_changed
 from lineside.agent.sparkplug.host import PrimaryHost, Seq, Topics
 from lineside.agent.sparkplug.live import LedgerState, LiveState
 from lineside.agent.sparkplug.metrics import (
@@ -151,3 +152,22 @@ def test_a_work_center_device_speaks_for_its_counters_and_the_ledger(tmp_path: P
     assert values["Line State"] == DEVICE_DOWN and values["Held Events"] == 2
     idle = device_values(code, wc, LiveState(), LedgerState(), LineWatch(60), 0.0)
     assert idle["Counters/Good"] is None and idle["Order"] is None and idle["Item"] == wc.item
+
+
+def test_a_reload_restarts_the_node_only_for_what_it_is_made_from(tmp_path: Path) -> None:
+    base = write_config(tmp_path / "a").read_text() + "sparkplug: {group_id: g}\n"
+
+    def cfg(text: str, name: str) -> LinesideConfig:
+        path = tmp_path / name
+        path.write_text(text)
+        return load(path).config
+
+    old = cfg(base, "old.yaml")
+    other_mqtt = base.replace("topic_prefix: lineside/v1", "topic_prefix: lineside/v2")
+    own_host = base.replace("{group_id: g}", "{group_id: g, host: 127.0.0.1}")
+    assert not node_changed(old, cfg(base, "same.yaml"))
+    assert node_changed(old, cfg(other_mqtt, "mqtt.yaml"))
+    own = cfg(own_host, "own.yaml")
+    own_other_mqtt = cfg(own_host.replace("lineside/v1", "lineside/v2"), "own2.yaml")
+    assert not node_changed(own, own_other_mqtt)
+    assert node_changed(old, own)

@@ -49,6 +49,7 @@ def node_changed(old: LinesideConfig, new: LinesideConfig) -> bool:
     """Whether a reload changes what the node is made from (then it starts a new session)."""
 
     def part(cfg: LinesideConfig) -> tuple[object, ...]:
-        return (cfg.sparkplug, cfg.work_centers, cfg.mqtt if cfg.sparkplug else None)
+        uses_mqtt = cfg.sparkplug is not None and cfg.sparkplug.host is None
+        return (cfg.sparkplug, cfg.work_centers, cfg.mqtt if uses_mqtt else None)
 
     return part(old) != part(new)
