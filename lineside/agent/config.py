@@ -12,12 +12,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from lineside.agent.yamlsource import KeyPath, Source, format_path, parse
+from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, parse
 from lineside.drivers.dosing import AsciiMeterConfig
 from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_conflicts
 from lineside.drivers.scanner import SerialScannerConfig
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+MAX_FILE_BYTES = 1024 * 1024  # some 12,000 items; parsing that takes seconds on a gateway
 TOPIC_SAFE = r"^[A-Za-z0-9_\-]+$"
 
 
@@ -198,7 +199,9 @@ def load(path: str | Path) -> LoadedConfig:
     file = Path(path)
     name = str(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigInvalid([ConfigError(name, 1, "(file)", f"cannot read: {exc}")]) from None
     return load_text(text, file)
@@ -206,14 +209,17 @@ def load(path: str | Path) -> LoadedConfig:
 
 def load_text(text: str, file: Path) -> LoadedConfig:
     name = str(file)
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        message = f"larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit of a config file"
+        raise ConfigInvalid([ConfigError(name, 1, "(file)", message)])
     try:
         source = parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc)
-        error = ConfigError(name, line, "(yaml)", f"not valid YAML: {problem}")
-        raise ConfigInvalid([error]) from None
+        message = problem if isinstance(exc, Refused) else f"not valid YAML: {problem}"
+        raise ConfigInvalid([ConfigError(name, line, "(yaml)", message)]) from None
     errors = [
         ConfigError(name, line, format_path(key), f"duplicate key (first given on line {first})")
         for key, line, first in source.duplicates
