@@ -77,7 +77,7 @@ class Daemon:
                 self.reload.clear()
                 self._reload()
             # the watchdog asks whether the loops live, not whether the broker does
-            if agent.writer_heartbeat > time.monotonic() - 10:
+            if self._loops_live():
                 notifier.watchdog()
             if time.monotonic() - last_gauges > 5:
                 last_gauges = time.monotonic()
@@ -86,6 +86,10 @@ class Daemon:
                 except Exception:  # figures for people must never stop the agent
                     log.debug("gauges not refreshed", exc_info=True)
                 notifier.status(_status_line(agent))
+
+    def _loops_live(self) -> bool:
+        health_died = self.health is not None and self.health.loop().died
+        return not health_died and not self.agent.loop_problems()
 
     def _reload(self) -> None:
         self.notifier.reloading()

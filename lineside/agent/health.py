@@ -11,6 +11,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from lineside.agent.liveness import Loop
+
 log = logging.getLogger("lineside.health")
 HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
 
@@ -62,6 +64,11 @@ class HealthServer:
             target=self._server.serve_forever, name="health", daemon=True
         )
         self._thread.start()
+
+    def loop(self) -> Loop:
+        """The serving thread, which must run until stop()."""
+        assert self._thread is not None
+        return Loop(self._thread, lambda: self._server is None)
 
     def stop(self) -> None:
         if self._server is not None:

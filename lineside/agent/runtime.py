@@ -25,6 +25,8 @@ from lineside.agent.commands import Command, CounterReading, MeterReading, Notic
 from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Ledger
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
+from lineside.agent.liveness import Loop, dead
+from lineside.agent.liveness import problem as dead_thread
 from lineside.agent.metrics import Metrics
 from lineside.agent.sync.service import Sync
 from lineside.agent.sync.status import ledger_bytes, sync_status
@@ -360,15 +362,35 @@ class Agent:
         return Notice(key="", ts=status.ts, kind=kind, fields=fields)
 
     # -- health --------------------------------------------------------------------------
+    def loops(self) -> list[Loop]:
+        """Every thread of the agent that must run while it runs."""
+        loops = [] if self._writer is None else [Loop(self._writer, self._stop.is_set)]
+        loops += [Loop(sup.thread, sup.stop.is_set) for sup in self._supervisors]
+        if self.sync is not None:
+            loops += self.sync.loops()
+        return loops
+
+    def loop_problems(self) -> list[str]:
+        """Threads that died and a writer that stopped coming round: what a restart cures.
+
+        The systemd watchdog is fed only while this is empty.
+        """
+        problems = [dead_thread(name) for name in dead(self.loops())]
+        writer = self._writer
+        if writer is not None and writer.is_alive() and self._writer_stalled():
+            problems.append("ledger writer loop stalled")
+        return problems
+
+    def _writer_stalled(self) -> bool:
+        return time.monotonic() - self.writer_heartbeat > 10
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy while the ledger is writable, the loops live and the broker not gone long."""
         problems: list[str] = []
         now = time.monotonic()
         if self.ledger_error is not None:
             problems.append(f"ledger not writable: {self.ledger_error}")
-        writer_alive = self._writer is not None and self._writer.is_alive()
-        if not writer_alive or now - self.writer_heartbeat > 10:
-            problems.append("ledger writer loop stalled")
+        problems += self.loop_problems()
         connected = self.sync is not None and self.sync.connected
         if connected:
             self._broker_lost_at = None

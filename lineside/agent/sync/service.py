@@ -36,6 +36,7 @@ import paho.mqtt.client as mqtt
 from lineside import __version__
 from lineside.agent.config import LoadedConfig
 from lineside.agent.ledger.store import connect
+from lineside.agent.liveness import Loop
 from lineside.agent.sync import payloads
 from lineside.agent.sync.client import (
     PAHO_LOGGER,
@@ -240,6 +241,17 @@ class Sync:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+    def loops(self) -> list[Loop]:
+        """The three threads while they should run (none before start or after stop)."""
+        if len(self._threads) != 3:
+            return []
+        network, store, worker = self._threads
+        return [
+            Loop(network, self._stop.is_set),
+            Loop(store, self._store_stop.is_set),
+            Loop(worker, self._store_stop.is_set),  # told to end after the store thread
+        ]
 
     def rows_written(self) -> None:
         """The ledger just committed outbox rows: look now instead of at the next poll.

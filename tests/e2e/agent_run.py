@@ -1,0 +1,74 @@
+"""`lineside run` as a child process with a stand-in for systemd's notify socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def http(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setblocking(False)
+        self.received: list[str] = []
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.received.append(self.sock.recv(4096).decode())
+            except BlockingIOError:
+                break
+
+    def saw(self, line: str) -> bool:
+        self._drain()
+        return any(line in message.splitlines() for message in self.received)
+
+    def count(self, line: str) -> int:
+        """How many messages so far held line."""
+        self._drain()
+        return sum(line in message.splitlines() for message in self.received)
+
+
+def start_agent(
+    config: Path, notify: NotifySocket, watchdog_usec: int = 1_500_000, prelude: str = ""
+) -> subprocess.Popen[str]:
+    """`lineside run -c config`; prelude is Python run in the agent process before it starts
+    (a fault to inject), so that the agent itself, not a model of it, is under test."""
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": notify.path,
+        "WATCHDOG_USEC": str(watchdog_usec),
+        "PYTHONUNBUFFERED": "1",
+    }
+    boot = "\n".join(
+        [
+            prelude,
+            "import sys",
+            "from lineside.agent.cli import main",
+            "sys.exit(main(sys.argv[1:]))",
+        ]
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", boot, "run", "-c", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
