@@ -56,8 +56,8 @@ class MqttConfig(Model):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     batch_max: int = Field(default=100, ge=1, le=10_000)
     inflight_max: int = Field(default=20, ge=1, le=1000)
-    retention_days: Decimal = Field(default=Decimal(7), ge=0)
-    stock_interval_s: Decimal = Field(default=Decimal(5), ge=0)
+    retention_days: Decimal = Field(default=Decimal(7), ge=0, le=3650)
+    stock_interval_s: Decimal = Field(default=Decimal(5), ge=0, le=3600)
 
     @field_validator("topic_prefix")
     @classmethod
@@ -70,8 +70,8 @@ class MqttConfig(Model):
 class ItemConfig(Model):
     uom: str = Field(min_length=1, max_length=16)
     decimals: int = Field(default=0, ge=0, le=9)
-    cost: Decimal = Field(default=Decimal(0), ge=0)
-    conversion_cost: Decimal = Field(default=Decimal(0), ge=0)
+    cost: Decimal = Field(default=Decimal(0), ge=0, le=1_000_000_000)
+    conversion_cost: Decimal = Field(default=Decimal(0), ge=0, le=1_000_000_000)
     phantom: bool = False
     gtin: str | None = None
     description: str = ""
@@ -98,14 +98,14 @@ def gtin_check_digit(body: str) -> int:
 
 class ComponentConfig(Model):
     item: str
-    qty: Decimal = Field(gt=0)
+    qty: Decimal = Field(gt=0, le=1_000_000_000)
     scrap_pct: Decimal = Field(default=Decimal(0), ge=0, le=1000)
     stage: str | None = None
     flush: Literal["standard", "measured"] = "standard"
 
 
 class BomConfig(Model):
-    per: Decimal = Field(default=Decimal(1), gt=0)
+    per: Decimal = Field(default=Decimal(1), gt=0, le=1_000_000_000)
     components: list[ComponentConfig] = Field(min_length=1)
 
 
@@ -120,7 +120,7 @@ class WorkCenterConfig(Model):
     counters: CountersConfig = CountersConfig()
     stages: dict[str, str] = {}
     on_shortage: Literal["allow", "hold"] = "allow"
-    max_delta: int = Field(default=100_000, ge=1)
+    max_delta: int = Field(default=100_000, ge=1, le=1_000_000_000)
     order_prefix: str | None = None
 
 
@@ -128,7 +128,7 @@ class MeterConfig(Model):
     point: str
     item: str
     work_center: str
-    max_delta: Decimal = Field(default=Decimal(1_000_000), gt=0)
+    max_delta: Decimal = Field(default=Decimal(1_000_000), gt=0, le=1_000_000_000)
 
 
 class HealthConfig(Model):
