@@ -36,6 +36,10 @@ class Daemon:
         self.health: HealthServer | None = None
         self.stop = threading.Event()
         self.reload = threading.Event()
+        self._reloader: threading.Thread | None = None
+        # Held while a reload is applied and while stopping: a stop waits for the one
+        # being applied, and a reload still being read when the stop comes is dropped.
+        self._applying = threading.Lock()
 
     def run(self) -> int:
         cfg = self.agent.loaded.config
@@ -51,9 +55,10 @@ class Daemon:
         self._main_loop()
         self.notifier.stopping()
         log.info("stopping")
-        if self.health is not None:
-            self.health.stop()
-        self.agent.stop(STOP_BUDGET_S)
+        with self._applying:
+            if self.health is not None:
+                self.health.stop()
+            self.agent.stop(STOP_BUDGET_S)
         log.info("stopped")
         return 0
 
@@ -73,9 +78,12 @@ class Daemon:
         tick = min(1.0, notifier.watchdog_s / 3) if notifier.watchdog_s else 1.0
         last_gauges = 0.0
         while not self.stop.wait(tick):
-            if self.reload.is_set():
-                self.reload.clear()
-                self._reload()
+            if self.reload.is_set() and not self._reloading():
+                self.reload.clear()  # a SIGHUP during a reload waits for it to end
+                self._reloader = threading.Thread(
+                    target=self._reload, name="config-reload", daemon=True
+                )
+                self._reloader.start()
             # the watchdog asks whether the loops live, not whether the broker does
             if self._loops_live():
                 notifier.watchdog()
@@ -91,35 +99,54 @@ class Daemon:
         health_died = self.health is not None and self.health.loop().died
         return not health_died and not self.agent.loop_problems()
 
+    def _reloading(self) -> bool:
+        return self._reloader is not None and self._reloader.is_alive()
+
     def _reload(self) -> None:
+        """On its own thread: reading a large config takes seconds, and the main loop must
+        go on feeding the watchdog meanwhile."""
         self.notifier.reloading()
-        old = self.agent.loaded.config
         try:
-            loaded = load(self.agent.loaded.path)
+            loaded = self._read_config()
+            if loaded is not None:
+                with self._applying:
+                    if not self.stop.is_set():
+                        self._apply(loaded)
+        except Exception:  # a bug in applying must not pass silently; the loops are watched
+            log.exception("config reload failed")
+        finally:
+            if not self.stop.is_set():
+                self.notifier.ready(_status_line(self.agent))
+
+    def _read_config(self) -> LoadedConfig | None:
+        try:
+            return load(self.agent.loaded.path)
         except ConfigInvalid as exc:
             for error in exc.errors:
                 log.error("reload refused: %s", error)
             log.error(
                 "config reload refused (%d errors): still running the old one", len(exc.errors)
             )
-        else:
-            self.agent.reload(loaded)
-            new = self.agent.loaded.config
-            if new.log != old.log:
-                logs.configure(new.log.format, new.log.level)
-            if new.health != old.health:
-                if self.health is not None:
-                    self.health.stop()
-                    self.health = None
-                try:
-                    self._start_health()
-                except OSError as exc:
-                    log.error(
-                        "health server not restarted on %s: %s",
-                        new.health.listen if new.health else "-",
-                        exc,
-                    )
-        self.notifier.ready(_status_line(self.agent))
+            return None
+
+    def _apply(self, loaded: LoadedConfig) -> None:
+        old = self.agent.loaded.config
+        self.agent.reload(loaded)
+        new = self.agent.loaded.config
+        if new.log != old.log:
+            logs.configure(new.log.format, new.log.level)
+        if new.health != old.health:
+            if self.health is not None:
+                self.health.stop()
+                self.health = None
+            try:
+                self._start_health()
+            except OSError as exc:
+                log.error(
+                    "health server not restarted on %s: %s",
+                    new.health.listen if new.health else "-",
+                    exc,
+                )
 
 
 def _status_line(agent: Agent) -> str:
