@@ -272,7 +272,12 @@ TX_COLUMNS = ("kind", "item", "location", "lot", "qty", "uom", "order", "cost", 
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from lineside.agent.sync.client import check_files
+
     loaded = _load(args)
+    errors = check_files(loaded)
+    if errors:
+        raise ConfigInvalid(errors)
     cfg = loaded.config
     for warning in loaded.warnings:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, parse
+from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
 from lineside.drivers.dosing import AsciiMeterConfig
 from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_conflicts
 from lineside.drivers.scanner import SerialScannerConfig
@@ -180,11 +181,24 @@ class ConfigInvalid(Exception):
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A valid config and the file it came from (relative paths are resolved against it)."""
+    """A valid config and the file it came from (relative paths are resolved against it).
+
+    name is the file as it was given, lines the line of each key path: for errors found
+    after loading (the files the config names) in the same file:line form.
+    """
 
     config: LinesideConfig
     path: Path
     warnings: tuple[str, ...] = ()
+    name: str = ""
+    lines: Mapping[KeyPath, int] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def error(self, path: KeyPath, message: str) -> ConfigError:
+        return ConfigError(
+            self.name or str(self.path), line_of(self.lines, path), format_path(path), message
+        )
 
     @property
     def data_dir(self) -> Path:
@@ -234,7 +248,13 @@ def load_text(text: str, file: Path) -> LoadedConfig:
     if errors:
         errors.sort(key=lambda e: e.line)
         raise ConfigInvalid(errors)
-    return LoadedConfig(config=config, path=file.resolve(), warnings=tuple(warnings))
+    return LoadedConfig(
+        config=config,
+        path=file.resolve(),
+        warnings=tuple(warnings),
+        name=name,
+        lines=source.lines,
+    )
 
 
 _ENTRY_SECTIONS = ("items", "boms", "work_centers", "meters", "devices")

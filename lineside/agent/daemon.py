@@ -6,14 +6,15 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from types import FrameType
 
 from lineside.agent import logs
-from lineside.agent.config import ConfigInvalid, LoadedConfig, load
+from lineside.agent.config import ConfigInvalid, LinesideConfig, LoadedConfig, load
 from lineside.agent.health import HealthServer
 from lineside.agent.notify import Notifier
 from lineside.agent.runtime import Agent
-from lineside.agent.sync.client import SyncSetupError
+from lineside.agent.sync.client import SyncSetupError, check_files
 
 log = logging.getLogger("lineside.daemon")
 STOP_BUDGET_S = 4.0  # systemd and the tests expect an exit within 5 s of SIGTERM
@@ -119,34 +120,80 @@ class Daemon:
                 self.notifier.ready(_status_line(self.agent))
 
     def _read_config(self) -> LoadedConfig | None:
+        """The new config, checked as `lineside check` does, files included; None (logged)
+        when it is refused."""
         try:
-            return load(self.agent.loaded.path)
+            loaded = load(self.agent.loaded.path)
+            errors = check_files(loaded)
         except ConfigInvalid as exc:
-            for error in exc.errors:
-                log.error("reload refused: %s", error)
-            log.error(
-                "config reload refused (%d errors): still running the old one", len(exc.errors)
-            )
+            _refused(exc.errors)
             return None
+        if errors:
+            _refused(errors)
+            return None
+        return loaded
 
     def _apply(self, loaded: LoadedConfig) -> None:
+        """All or nothing: what can fail (the new health address, the mqtt files) is tried
+        before anything of the running config is changed."""
         old = self.agent.loaded.config
-        self.agent.reload(loaded)
+        moved = _health_listen(old) != _health_listen(loaded.config)
+        health = None
+        try:
+            if moved:
+                health = self._bound_health(loaded)
+        except OSError as exc:
+            _refused([loaded.error(("health", "listen"), _bind_failure(exc, old, loaded))])
+            return
+        try:
+            self.agent.reload(loaded)
+        except SyncSetupError as exc:
+            if health is not None:
+                health.stop()
+            _refused([loaded.error(exc.key, str(exc))])
+            return
         new = self.agent.loaded.config
         if new.log != old.log:
             logs.configure(new.log.format, new.log.level)
-        if new.health != old.health:
+        if moved:  # broker_down_after_s needs nothing: health() reads it every time
             if self.health is not None:
                 self.health.stop()
-                self.health = None
-            try:
-                self._start_health()
-            except OSError as exc:
-                log.error(
-                    "health server not restarted on %s: %s",
-                    new.health.listen if new.health else "-",
-                    exc,
-                )
+            self.health = health
+            if health is not None:
+                health.start()
+                log.info("health on http://%s:%d/healthz", *health.address)
+
+    def _bound_health(self, loaded: LoadedConfig) -> HealthServer | None:
+        """A server bound to the new health.listen, not serving yet (None: no health)."""
+        if loaded.config.health is None:
+            return None
+        server = HealthServer(
+            loaded.config.health.listen, self.agent.health, self.agent.metrics.render
+        )
+        server.bind()
+        return server
+
+
+def _health_listen(config: LinesideConfig) -> str | None:
+    return None if config.health is None else config.health.listen
+
+
+def _refused(errors: Sequence[object]) -> None:
+    for error in errors:
+        log.error("reload refused: %s", error)
+    log.error("config reload refused (%d errors): still running the old one", len(errors))
+
+
+def _bind_failure(exc: OSError, old: LinesideConfig, loaded: LoadedConfig) -> str:
+    new = loaded.config.health
+    assert new is not None
+    message = f"cannot listen on {new.listen}: {exc.strerror or exc}"
+    if (
+        old.health is not None
+        and old.health.listen.rpartition(":")[2] == new.listen.rpartition(":")[2]
+    ):
+        message += f" (the running {old.health.listen} holds the port: restart lineside to move it)"
+    return message
 
 
 def _status_line(agent: Agent) -> str:

@@ -31,7 +31,8 @@ class HealthServer:
         assert self._server is not None
         return int(self._server.server_address[1])
 
-    def start(self) -> None:
+    def bind(self) -> None:
+        """Listen on the address (raises OSError when it cannot); serve with start()."""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,6 +61,11 @@ class HealthServer:
 
         self._server = ThreadingHTTPServer(self.address, Handler)
         self._server.daemon_threads = True
+
+    def start(self) -> None:
+        if self._server is None:
+            self.bind()
+        assert self._server is not None
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="health", daemon=True
         )
@@ -71,7 +77,9 @@ class HealthServer:
         return Loop(self._thread, lambda: self._server is None)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        """Stop serving and close the socket (also of a server bound but never started)."""
+        server, self._server = self._server, None
+        if server is not None:
+            if self._thread is not None:
+                server.shutdown()  # waits for serve_forever, which must have been started
+            server.server_close()

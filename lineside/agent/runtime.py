@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_comman
 from lineside.agent.liveness import Loop, dead
 from lineside.agent.liveness import problem as dead_thread
 from lineside.agent.metrics import Metrics
-from lineside.agent.sync.service import Sync
+from lineside.agent.sync.service import Sync, SyncSetupError
 from lineside.agent.sync.status import ledger_bytes, sync_status
 from lineside.clock import Clock, utc_now
 from lineside.drivers.base import DeviceStatus, Driver, Event, Reading, Scan
@@ -101,6 +101,7 @@ class Agent:
         self.ledger: Ledger | None = None
         self.sync: Sync | None = None
         self.ledger_error: str | None = None
+        self.sync_error: str | None = None  # a sync that could not be started again
         self.writer_heartbeat = time.monotonic()
         self._supervisors: list[Supervisor] = []
         self._device_set: DeviceSet | None = None
@@ -147,26 +148,37 @@ class Agent:
         log.info("stopped in %.1f s", time.monotonic() - started)
 
     def reload(self, loaded: LoadedConfig) -> None:
-        """Apply a valid new config: devices restarted, points and master data replaced."""
+        """Apply a valid new config: devices restarted, points and master data replaced.
+
+        Raises SyncSetupError before anything is changed when the new mqtt settings
+        cannot be used (a file they name cannot be read): the old config keeps running.
+        """
         assert self.ledger is not None and self.sync is not None
-        mqtt_changed = loaded.config.mqtt != self.loaded.config.mqtt
         gateway_changed = loaded.config.gateway != self.loaded.config.gateway
         if gateway_changed:
             log.warning("gateway section changed: restart lineside to apply it (kept the old)")
-            loaded = LoadedConfig(
-                loaded.config.model_copy(update={"gateway": self.loaded.config.gateway}),
-                loaded.path,
-                loaded.warnings,
-            )
+            gateway = self.loaded.config.gateway
+            loaded = replace(loaded, config=loaded.config.model_copy(update={"gateway": gateway}))
+        sync = None
+        if loaded.config.mqtt != self.loaded.config.mqtt:
+            sync = Sync(loaded, self.ledger, self.db_path, clock=self.clock)  # reads the files
         self._stop_devices()
         self.ledger.reconfigure(loaded.config)
         self.loaded = loaded
-        if mqtt_changed:
-            self.sync.stop()
-            self.sync = Sync(loaded, self.ledger, self.db_path, clock=self.clock)
-            self.sync.start()
+        if sync is not None:
+            self._replace_sync(sync)
         self._start_devices()
         log.info("config reloaded: %d devices", len(loaded.config.devices))
+
+    def _replace_sync(self, sync: Sync) -> None:
+        assert self.sync is not None
+        self.sync.stop()
+        self.sync = sync
+        try:
+            sync.start()
+        except SyncSetupError as exc:  # the old threads hang on to the ledger's lock
+            log.error("sync not restarted: %s", exc)
+            self.sync_error = str(exc)
 
     def _start_devices(self) -> None:
         self._device_set = self.driver_factory(dict(self.loaded.config.devices), self.clock)
@@ -376,6 +388,8 @@ class Agent:
         The systemd watchdog is fed only while this is empty.
         """
         problems = [dead_thread(name) for name in dead(self.loops())]
+        if self.sync_error is not None:
+            problems.append(f"sync not running: {self.sync_error}")
         writer = self._writer
         if writer is not None and writer.is_alive() and self._writer_stalled():
             problems.append("ledger writer loop stalled")

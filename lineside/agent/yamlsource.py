@@ -11,6 +11,7 @@ before anything is built from the document.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -32,12 +33,16 @@ class Source:
     duplicates: list[tuple[KeyPath, int, int]] = field(default_factory=list)
 
     def line_of(self, path: KeyPath) -> int:
-        """The line of the longest known prefix of path (1 when nothing matches)."""
-        for end in range(len(path), -1, -1):
-            line = self.lines.get(tuple(path[:end]))
-            if line is not None:
-                return line
-        return 1
+        return line_of(self.lines, path)
+
+
+def line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int:
+    """The line of the longest known prefix of path (1 when nothing matches)."""
+    for end in range(len(path), -1, -1):
+        line = lines.get(tuple(path[:end]))
+        if line is not None:
+            return line
+    return 1
 
 
 class Refused(MarkedYAMLError):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 from pathlib import Path
 
-from tests.broker import Broker, free_port, wait_until
+import pytest
+
+from tests.broker import Broker, Consumer, free_port, wait_until
 from tests.e2e.agent_run import NotifySocket, http, start_agent
 
 CONFIG = """
@@ -61,3 +65,78 @@ def test_reading_a_large_config_does_not_stop_the_watchdog(tmp_path: Path, broke
         print(err[-3000:])
         notify.sock.close()
     assert "config reloaded" in err
+
+
+def command_reply(consumer: Consumer, name: str, **fields: str) -> dict[str, object]:
+    """Send a command until its reply comes (the agent may not have subscribed yet)."""
+    prefix = "lineside/v1/test/gw-reload"
+    payload = json.dumps({"request_id": "r1", **fields})
+    deadline = time.monotonic() + 30
+    while not consumer.json_on(f"{prefix}/reply/{name}"):
+        assert time.monotonic() < deadline, f"no reply to {name} within 30 s"
+        consumer.client.publish(f"{prefix}/cmd/{name}", payload, qos=1)
+        time.sleep(1.0)
+    reply: dict[str, object] = consumer.json_on(f"{prefix}/reply/{name}")[0]
+    return reply
+
+
+NEW_MQTT = """mqtt:
+  host: 127.0.0.1
+  port: {broker}
+  username: gw-reload
+  password_file: {password}
+  {tls}
+"""
+
+
+@pytest.mark.parametrize(
+    ("password", "tls", "key", "message"),
+    [
+        ("missing.password", "", "mqtt.password_file", "No such file"),
+        ("mqtt.password", "tls: {ca_file: line.yaml}", "mqtt.tls.ca_file", "not a PEM"),
+    ],
+    ids=["password-unreadable", "ca-not-pem"],
+)
+def test_a_reload_with_an_unusable_mqtt_file_is_refused_whole(
+    tmp_path: Path, broker: Broker, password: str, tls: str, key: str, message: str
+) -> None:
+    """Before: SyncSetupError on the main thread ended the process, the old sync stopped."""
+    health = free_port()
+    config = tmp_path / "line.yaml"
+    text = CONFIG.format(broker=broker.port, health=health)
+    config.write_text(text)
+    (tmp_path / "mqtt.password").write_text("s3cret\n")
+    notify = NotifySocket(tmp_path / "notify.sock")
+    consumer = Consumer(broker.port, ["lineside/v1/test/gw-reload/#"]).start()
+    proc = start_agent(config, notify)
+    try:
+        wait_until(lambda: notify.saw("READY=1"), 30, "READY=1")
+        ready = notify.count("READY=1")
+        old_mqtt = f"mqtt: {{host: 127.0.0.1, port: {broker.port}}}\n"
+        assert old_mqtt in text
+        new_mqtt = NEW_MQTT.format(broker=broker.port, password=password, tls=tls)
+        # A new item in the same reload: refused with the rest.
+        changed = text.replace(old_mqtt, new_mqtt).replace(
+            "  FG: {uom: ea}\n", "  FG: {uom: ea}\n  NEW: {uom: kg}\n"
+        )
+        config.write_text(changed)
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: notify.count("READY=1") > ready, 30, "READY=1 after the reload")
+        assert proc.poll() is None
+        assert http(f"http://127.0.0.1:{health}/healthz")[0] == 200
+
+        # The old config runs on: its sync still takes commands, with the old items.
+        reply = command_reply(consumer, "receipt", item="NEW", location="L1", qty="1")
+        assert reply["ok"] is False and "NEW" in reply["error"], reply
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+        print(err[-3000:])
+        consumer.stop()
+        notify.sock.close()
+    name = key.rsplit(".", 1)[1] + ":"
+    line = next(n for n, text in enumerate(changed.splitlines(), 1) if name in text)
+    assert f"reload refused: {config}:{line}: {key}: " in err and message in err
+    assert "config reload refused (1 errors): still running the old one" in err
+    assert "config reloaded" not in err
+    assert "Traceback" not in err

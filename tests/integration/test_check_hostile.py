@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from tests.broker import TlsMaterial
 from tests.conftest import REPO
 
 BAD = REPO / "tests" / "data" / "bad_configs"
@@ -70,3 +73,75 @@ def test_deep_nesting_is_refused_at_its_line_not_a_recursion_error(tmp_path: Pat
     assert result.returncode == 2, result
     assert "deep.yaml:2: (yaml): nested deeper than 64 levels" in result.stderr
     assert "RecursionError" not in result.stderr
+
+
+# -- the files the config names: `check` reads them as the agent will ----------------------
+
+LINE = """gateway: {{id: press-3, site: plant-a}}
+mqtt:
+  host: 127.0.0.1
+  username: press-3
+  password_file: {password}
+  tls:
+    ca_file: {ca}
+    cert_file: {cert}
+    key_file: {key}
+"""
+
+
+def check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lineside.agent.cli", "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def files_config(tmp_path: Path, tls: TlsMaterial, **files: Path | str) -> Path:
+    (tmp_path / "mqtt.password").write_text("s3cret\n")
+    names = {
+        "password": tmp_path / "mqtt.password",
+        "ca": tls.ca_cert,
+        "cert": tls.client_cert,
+        "key": tls.client_key,
+        **files,
+    }
+    path = tmp_path / "line.yaml"
+    path.write_text(LINE.format(**names))
+    return path
+
+
+def test_check_passes_files_the_agent_can_use(tmp_path: Path, tls_material: TlsMaterial) -> None:
+    result = check(files_config(tmp_path, tls_material))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "line", "key", "message"),
+    [
+        ({"password": "missing.password"}, 5, "mqtt.password_file", "No such file"),
+        ({"password": "."}, 5, "mqtt.password_file", "Is a directory"),
+        ({"password": "empty.password"}, 5, "mqtt.password_file", "is empty"),
+        ({"ca": "missing-ca.pem"}, 7, "mqtt.tls.ca_file", "No such file"),
+        ({"ca": "line.yaml"}, 7, "mqtt.tls.ca_file", "is not a PEM certificate"),
+        ({"key": "other.key"}, 8, "mqtt.tls.cert_file", "belong together"),
+    ],
+    ids=["password-missing", "password-directory", "password-empty", "ca-missing",
+         "ca-not-pem", "key-of-another"],
+)  # fmt: skip
+def test_check_reads_the_files_the_config_names(
+    tmp_path: Path,
+    tls_material: TlsMaterial,
+    files: dict[str, str],
+    line: int,
+    key: str,
+    message: str,
+) -> None:
+    (tmp_path / "empty.password").write_text("\n")
+    (tmp_path / "other.key").write_bytes(tls_material.ca_key.read_bytes())
+    path = files_config(tmp_path, tls_material, **files)
+    result = check(path)
+    assert result.returncode == 2, result  # before: ok, and then `run` could not start
+    assert f"{path}:{line}: {key}: " in result.stderr and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

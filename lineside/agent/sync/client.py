@@ -17,7 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from lineside.agent.config import LoadedConfig, MqttConfig
+from lineside.agent.config import ConfigError, LoadedConfig, MqttConfig
+from lineside.agent.yamlsource import KeyPath, format_path
 
 log = logging.getLogger("lineside.sync")
 PAHO_LOGGER = "lineside.sync.paho"
@@ -29,8 +30,13 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 class SyncSetupError(Exception):
     """The MQTT settings cannot be used: an unreadable certificate, key or password file.
 
-    Start-up stops with this message; it names the file and the config key.
+    Start-up stops with this message; it names the file and the config key, which key
+    also holds as a key path (empty when no one key is to blame).
     """
+
+    def __init__(self, message: str, key: KeyPath = ()) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -75,15 +81,46 @@ def settings_from(loaded: LoadedConfig, client_id: str | None = None) -> ClientS
     )
 
 
+PASSWORD_KEY: KeyPath = ("mqtt", "password_file")
+CA_KEY: KeyPath = ("mqtt", "tls", "ca_file")
+CERT_KEY: KeyPath = ("mqtt", "tls", "cert_file")
+KEY_KEY: KeyPath = ("mqtt", "tls", "key_file")
+
+
+def check_files(loaded: LoadedConfig) -> list[ConfigError]:
+    """What `lineside check` and a reload find wrong with the files the mqtt section names:
+    each must be readable, the password not empty, and the TLS context must build from
+    the CA, certificate and key (PEM, the key belonging to the certificate).
+
+    The same reads as at start-up, so that a config `check` passes also starts.
+    """
+    errors: list[ConfigError] = []
+    mqtt_cfg = loaded.config.mqtt
+    try:
+        if mqtt_cfg.password_file is not None:
+            read_password(loaded.resolve(mqtt_cfg.password_file))
+    except SyncSetupError as exc:
+        errors.append(loaded.error(exc.key, str(exc)))
+    try:
+        if mqtt_cfg.tls is not None:
+            ssl_context(mqtt_cfg, loaded)
+    except SyncSetupError as exc:
+        errors.append(loaded.error(exc.key, str(exc)))
+    return errors
+
+
 def read_password(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise SyncSetupError(
-            f"cannot read the MQTT password file {path} (mqtt.password_file): {_reason(exc)}"
+            f"cannot read the MQTT password file {path} (mqtt.password_file): {_reason(exc)}",
+            PASSWORD_KEY,
         ) from None
     if not text:
-        raise SyncSetupError(f"the MQTT password file {path} (mqtt.password_file) is empty")
+        raise SyncSetupError(
+            f"the MQTT password file {path} (mqtt.password_file) is empty", PASSWORD_KEY
+        )
     return text
 
 
@@ -93,28 +130,30 @@ def ssl_context(cfg: MqttConfig, loaded: LoadedConfig) -> ssl.SSLContext:
     assert tls is not None
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if tls.ca_file is not None:
-        ca = _readable(loaded.resolve(tls.ca_file), "CA certificate", "mqtt.tls.ca_file")
+        ca = _readable(loaded.resolve(tls.ca_file), "CA certificate", CA_KEY)
         try:
             context.load_verify_locations(cafile=str(ca))
         except ssl.SSLError as exc:
             raise SyncSetupError(
                 f"the CA certificate {ca} (mqtt.tls.ca_file) is not a PEM certificate: "
-                f"{_reason(exc)}"
+                f"{_reason(exc)}",
+                CA_KEY,
             ) from None
     if tls.key_file is not None and tls.cert_file is None:
-        raise SyncSetupError("mqtt.tls.key_file is set without mqtt.tls.cert_file")
+        raise SyncSetupError("mqtt.tls.key_file is set without mqtt.tls.cert_file", KEY_KEY)
     if tls.cert_file is not None:
-        cert = _readable(loaded.resolve(tls.cert_file), "client certificate", "mqtt.tls.cert_file")
+        cert = _readable(loaded.resolve(tls.cert_file), "client certificate", CERT_KEY)
         key = None
         if tls.key_file is not None:
-            key = _readable(loaded.resolve(tls.key_file), "client key", "mqtt.tls.key_file")
+            key = _readable(loaded.resolve(tls.key_file), "client key", KEY_KEY)
         try:
             context.load_cert_chain(str(cert), None if key is None else str(key))
         except (ssl.SSLError, OSError) as exc:
             names = f"{cert}" if key is None else f"{cert} with key {key}"
             raise SyncSetupError(
                 f"cannot use the client certificate {names} (mqtt.tls.cert_file/key_file):"
-                f" not a PEM certificate and key that belong together ({_reason(exc)})"
+                f" not a PEM certificate and key that belong together ({_reason(exc)})",
+                CERT_KEY,
             ) from None
     if tls.insecure:
         # As paho's tls_insecure_set: the chain is still verified, the host name is not.
@@ -122,12 +161,15 @@ def ssl_context(cfg: MqttConfig, loaded: LoadedConfig) -> ssl.SSLContext:
     return context
 
 
-def _readable(path: Path, what: str, key: str) -> Path:
+def _readable(path: Path, what: str, key: KeyPath) -> Path:
+    where = format_path(key)
     try:
         with path.open("rb") as handle:
             handle.read(1)
     except OSError as exc:
-        raise SyncSetupError(f"cannot read the {what} {path} ({key}): {_reason(exc)}") from None
+        raise SyncSetupError(
+            f"cannot read the {what} {path} ({where}): {_reason(exc)}", key
+        ) from None
     return path
 
 
