@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
 from lineside.drivers.dosing import AsciiMeterConfig
@@ -27,16 +35,34 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
+def _plain_path(value: object) -> object:
+    """A path as the agent will use it: no NUL (the OS cannot take it), no ~ (which only a
+    shell expands, and to another folder for each user: root's under sudo)."""
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ValueError("a path cannot contain a NUL character")
+        if value.startswith("~"):
+            raise ValueError(
+                f"{value!r} starts with ~, which is not expanded: write the full path"
+                " (or one relative to this file)"
+            )
+    return value
+
+
+FilePath = Annotated[Path, BeforeValidator(_plain_path)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_plain_path)]
+
+
 class GatewayConfig(Model):
     id: str = Field(pattern=TOPIC_SAFE, max_length=64)
     site: str = Field(pattern=TOPIC_SAFE, max_length=64)
-    data_dir: Path = Path("./var")
+    data_dir: FilePath = Path("./var")
 
 
 class TlsConfig(Model):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: OptionalPath = None
+    cert_file: OptionalPath = None
+    key_file: OptionalPath = None
     insecure: bool = False
 
 
@@ -44,7 +70,7 @@ class MqttConfig(Model):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
-    password_file: Path | None = None
+    password_file: OptionalPath = None
     tls: TlsConfig | None = None
     topic_prefix: str = "lineside/v1"
     protocol: Literal["3.1.1", "5"] = "3.1.1"
@@ -132,9 +158,20 @@ class MeterConfig(Model):
     max_delta: Decimal = Field(default=Decimal(1_000_000), gt=0, le=1_000_000_000)
 
 
+HOST_PORT = r"^[^:\s]*:[0-9]{1,5}$"
+
+
 class HealthConfig(Model):
-    listen: str = Field(default="127.0.0.1:9750", pattern=r"^[^:\s]*:\d{1,5}$")
+    listen: str = Field(default="127.0.0.1:9750", pattern=HOST_PORT)
     broker_down_after_s: int = Field(default=120, ge=1, le=86_400)
+
+    @field_validator("listen")
+    @classmethod
+    def _port(cls, value: str) -> str:
+        port = int(value.rpartition(":")[2])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} is not a TCP port: use 1..65535")
+        return value
 
 
 class LogConfig(Model):
@@ -318,7 +355,7 @@ def _entry_type(field: str) -> Any:
 _PATTERN_HELP = {
     TOPIC_SAFE: "use letters, digits, '-' and '_' only (it becomes an MQTT topic segment)",
     NAME: "use letters, digits, '.', '-' and '_' only, starting with a letter or digit",
-    r"^[^:\s]*:\d{1,5}$": "write it as HOST:PORT, e.g. 127.0.0.1:9750",
+    HOST_PORT: "write it as HOST:PORT, e.g. 127.0.0.1:9750",
 }
 _UNKNOWN = "unknown key (check the spelling; see docs/configuration.md)"
 
