@@ -15,6 +15,45 @@ from lineside.agent.liveness import Loop
 
 log = logging.getLogger("lineside.health")
 HealthFn = Callable[[], tuple[bool, dict[str, Any]]]
+MAX_CONNECTIONS = 16  # served at once; more are closed at once, unanswered
+IDLE_TIMEOUT_S = 10.0  # a connection that sends nothing for this long is closed
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, but at most MAX_CONNECTIONS of them.
+
+    Without a bound, every idle socket someone opened held a thread for ever (3,000 idle
+    connections: 3,009 threads).
+    """
+
+    daemon_threads = True
+    request_queue_size = 64  # the listen backlog: connections beyond the bound are closed fast
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.debug("health: %d connections open; closing one more", MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client gone before its answer (a broken pipe) is no news; socketserver would
+        # print a traceback to stderr, outside the log.
+        log.debug("health: request from %s failed", client_address, exc_info=True)
 
 
 class HealthServer:
@@ -36,6 +75,8 @@ class HealthServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = IDLE_TIMEOUT_S  # socket timeout: an idle or slow client is let go
+
             def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/healthz":
                     ok, body = outer._health()
@@ -59,8 +100,7 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http " + format, *args)
 
-        self._server = ThreadingHTTPServer(self.address, Handler)
-        self._server.daemon_threads = True
+        self._server = _BoundedServer(self.address, Handler)
 
     def start(self) -> None:
         if self._server is None:
