@@ -145,3 +145,32 @@ def test_check_reads_the_files_the_config_names(
     assert result.returncode == 2, result  # before: ok, and then `run` could not start
     assert f"{path}:{line}: {key}: " in result.stderr and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _other_group(than: int) -> int | None:
+    """A group this process may give a file to, other than than (any, as root)."""
+    if os.geteuid() == 0:
+        return than + 1
+    return next((g for g in os.getgroups() if g != than), None)
+
+
+def test_check_warns_of_a_password_file_others_can_read(
+    tmp_path: Path, tls_material: TlsMaterial
+) -> None:
+    path = files_config(tmp_path, tls_material)
+    password = tmp_path / "mqtt.password"
+    cases = [(0o600, None, ""), (0o640, None, ""), (0o644, None, "can be read by every user")]
+    other = _other_group(path.stat().st_gid)
+    if other is not None:
+        cases.append((0o640, other, "can be read by group"))
+    for mode, group, warning in cases:
+        password.chmod(mode)
+        if group is not None:
+            os.chown(password, -1, group)
+        result = check(path)
+        assert result.returncode == 0, result.stderr
+        if warning:
+            assert f"{path}: warning: mqtt.password_file: {password} {warning}" in result.stderr
+            assert f"mode {mode:04o}" in result.stderr
+        else:
+            assert "warning" not in result.stderr, (oct(mode), result.stderr)

@@ -6,8 +6,10 @@ and never formatted into a log line.
 
 from __future__ import annotations
 
+import grp
 import logging
 import ssl
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -63,6 +65,8 @@ def settings_from(loaded: LoadedConfig, client_id: str | None = None) -> ClientS
     password = None
     if mqtt_cfg.password_file is not None:
         password = read_password(loaded.resolve(mqtt_cfg.password_file))
+        for warning in file_warnings(loaded):
+            log.warning("%s", warning)
     context = None
     if mqtt_cfg.tls is not None:
         context = ssl_context(mqtt_cfg, loaded)
@@ -107,6 +111,37 @@ def check_files(loaded: LoadedConfig) -> list[ConfigError]:
     except SyncSetupError as exc:
         errors.append(loaded.error(exc.key, str(exc)))
     return errors
+
+
+def file_warnings(loaded: LoadedConfig) -> list[str]:
+    """A password file that others can read: every user (o+r), or a group other than the
+    config file's own (the documented install gives both to root:lineside, 0640)."""
+    if loaded.config.mqtt.password_file is None:
+        return []
+    path = loaded.resolve(loaded.config.mqtt.password_file)
+    try:
+        mode = path.stat()
+        config_gid = loaded.path.stat().st_gid
+    except OSError:
+        return []  # an error of check_files
+    perms = f"mode {stat.S_IMODE(mode.st_mode):04o}"
+    fix = "chmod 0600 it, or 0640 with the config file's group"
+    if mode.st_mode & stat.S_IROTH:
+        return [f"mqtt.password_file: {path} can be read by every user ({perms}): {fix}"]
+    if mode.st_mode & stat.S_IRGRP and mode.st_gid != config_gid:
+        group, config_group = _group_name(mode.st_gid), _group_name(config_gid)
+        return [
+            f"mqtt.password_file: {path} can be read by group {group} ({perms}), not only by"
+            f" the config file's group {config_group}: {fix}"
+        ]
+    return []
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def read_password(path: Path) -> str:
