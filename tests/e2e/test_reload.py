@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.broker import Broker, Consumer, free_port, wait_until
+from tests.conftest import REPO
 from tests.e2e.agent_run import NotifySocket, http, start_agent
 
 CONFIG = """
@@ -140,3 +141,40 @@ def test_a_reload_with_an_unusable_mqtt_file_is_refused_whole(
     assert "config reload refused (1 errors): still running the old one" in err
     assert "config reloaded" not in err
     assert "Traceback" not in err
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(x.split()[1] for x in status.splitlines() if x.startswith("VmHWM:"))) / 1024
+
+
+def test_an_alias_bomb_in_the_live_config_is_refused_without_growing(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Before: the agent grew to 1.8 GB and its main loop stopped for 20 s."""
+    health = free_port()
+    config = tmp_path / "line.yaml"
+    text = CONFIG.format(broker=broker.port, health=health)
+    config.write_text(text)
+    notify = NotifySocket(tmp_path / "notify.sock")
+    proc = start_agent(config, notify)
+    try:
+        wait_until(lambda: notify.saw("READY=1"), 30, "READY=1")
+        ready = notify.count("READY=1")
+        before = peak_rss_mb(proc.pid)
+        bomb = (REPO / "tests" / "data" / "bad_configs" / "alias_bomb.yaml").read_text()
+        config.write_text(
+            text + "".join(x + "\n" for x in bomb.splitlines() if x.startswith("lol"))
+        )
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: notify.count("READY=1") > ready, 60, "READY=1 after the reload")
+        after = peak_rss_mb(proc.pid)
+        print(f"agent peak RSS {before:.0f} MB before the SIGHUP, {after:.0f} MB after")
+        assert after < before + 50
+        assert http(f"http://127.0.0.1:{health}/healthz")[0] == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+        notify.sock.close()
+    assert "(yaml): aliases expand the document by" in err
+    assert "config reload refused (1 errors)" in err
