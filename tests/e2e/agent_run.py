@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from tests.broker import wait_until
 
 
 def http(url: str) -> tuple[int, bytes]:
@@ -46,11 +52,34 @@ class NotifySocket:
         return sum(line in message.splitlines() for message in self.received)
 
 
-def start_agent(
-    config: Path, notify: NotifySocket, watchdog_usec: int = 1_500_000, prelude: str = ""
-) -> subprocess.Popen[str]:
-    """`lineside run -c config`; prelude is Python run in the agent process before it starts
-    (a fault to inject), so that the agent itself, not a model of it, is under test."""
+@dataclass
+class RunningAgent:
+    """The agent process, its notify socket, and (once it has stopped) its log."""
+
+    proc: subprocess.Popen[str]
+    notify: NotifySocket
+    log: str = ""
+
+    def wait_ready(self) -> None:
+        wait_until(lambda: self.notify.saw("READY=1"), 30, "READY=1")
+
+    def reload(self, timeout_s: float = 60) -> None:
+        """SIGHUP, and wait for the READY=1 that ends the reload (applied or refused)."""
+        ready = self.notify.count("READY=1")
+        self.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: self.notify.count("READY=1") > ready, timeout_s, "READY=1 again")
+
+
+@contextmanager
+def running_agent(
+    config: Path, *, watchdog_usec: int = 1_500_000, prelude: str = ""
+) -> Iterator[RunningAgent]:
+    """`lineside run -c config`, stopped with SIGTERM at the end of the block.
+
+    prelude is Python run in the agent process before it starts (a fault to inject), so
+    that the agent itself, not a model of it, is under test.
+    """
+    notify = NotifySocket(config.parent / "notify.sock")
     env = {
         **os.environ,
         "NOTIFY_SOCKET": notify.path,
@@ -65,10 +94,18 @@ def start_agent(
             "sys.exit(main(sys.argv[1:]))",
         ]
     )
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-c", boot, "run", "-c", str(config)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    agent = RunningAgent(proc, notify)
+    try:
+        yield agent
+    finally:
+        proc.terminate()
+        _, agent.log = proc.communicate(timeout=15)
+        print(agent.log[-3000:])
+        notify.sock.close()

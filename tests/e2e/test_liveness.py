@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tests.broker import Broker, free_port, wait_until
-from tests.e2e.agent_run import NotifySocket, http, start_agent
+from tests.e2e.agent_run import http, running_agent
 
 CONFIG = """
 gateway: {{id: gw-live, site: test, data_dir: ./var}}
@@ -41,11 +41,9 @@ def test_a_dead_sync_thread_is_unhealthy_everywhere(tmp_path: Path, broker: Brok
     health = free_port()
     config = tmp_path / "line.yaml"
     config.write_text(CONFIG.format(broker=broker.port, health=health))
-    notify = NotifySocket(tmp_path / "notify.sock")
-    proc = start_agent(config, notify, watchdog_usec=600_000, prelude=PRUNE_RAISES)
-    try:
-        wait_until(lambda: notify.saw("READY=1"), 30, "READY=1")
-        wait_until(lambda: notify.saw("WATCHDOG=1"), 10, "WATCHDOG=1")
+    with running_agent(config, watchdog_usec=600_000, prelude=PRUNE_RAISES) as agent:
+        agent.wait_ready()
+        wait_until(lambda: agent.notify.saw("WATCHDOG=1"), 10, "WATCHDOG=1")
         wait_until(lambda: healthz(health)[0] == 200, 20, "healthy while the thread lives")
 
         wait_until(lambda: healthz(health)[0] == 503, 30, "503 once the store thread died")
@@ -67,13 +65,8 @@ def test_a_dead_sync_thread_is_unhealthy_everywhere(tmp_path: Path, broker: Brok
 
         # The watchdog is no longer fed: a main loop tick is 0.2 s, so 2 s would hold ten.
         time.sleep(1.0)  # a ping sent just before the thread died may still be in flight
-        fed = notify.count("WATCHDOG=1")
+        fed = agent.notify.count("WATCHDOG=1")
         time.sleep(2.0)
-        assert notify.count("WATCHDOG=1") == fed
-        assert proc.poll() is None  # unhealthy, not gone: systemd's watchdog restarts it
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=15)
-        print(err[-3000:])
-        notify.sock.close()
-    assert "the sync store thread failed" in err
+        assert agent.notify.count("WATCHDOG=1") == fed
+        assert agent.proc.poll() is None  # unhealthy, not gone: systemd's watchdog restarts it
+    assert "the sync store thread failed" in agent.log

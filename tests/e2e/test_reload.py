@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.broker import Broker, Consumer, free_port, wait_until
+from tests.broker import Broker, Consumer, free_port
 from tests.conftest import REPO
-from tests.e2e.agent_run import NotifySocket, http, start_agent
+from tests.e2e.agent_run import NotifySocket, http, running_agent
 
 CONFIG = """
 gateway: {{id: gw-reload, site: test, data_dir: ./var}}
@@ -45,27 +44,18 @@ def test_reading_a_large_config_does_not_stop_the_watchdog(tmp_path: Path, broke
     config = tmp_path / "line.yaml"
     text = CONFIG.format(broker=broker.port, health=health)
     config.write_text(text)
-    notify = NotifySocket(tmp_path / "notify.sock")
-    proc = start_agent(config, notify, watchdog_usec=600_000)
-    try:
-        wait_until(lambda: notify.saw("READY=1"), 30, "READY=1")
-        ready = notify.count("READY=1")
+    with running_agent(config, watchdog_usec=600_000) as agent:
+        agent.wait_ready()
         config.write_text(
             text.replace("  FG: {uom: ea}\n", "  FG: {uom: ea}\n" + many_items(12_000))
         )
         assert config.stat().st_size > 800_000  # near the 1 MiB limit
-        proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: notify.count("READY=1") > ready, 120, "READY=1 after the reload")
-        between = messages_between(notify, "RELOADING=1", "READY=1")
+        agent.reload(timeout_s=120)
+        between = messages_between(agent.notify, "RELOADING=1", "READY=1")
         print(f"{between.count('WATCHDOG=1')} watchdog pings while reloading")
         assert "WATCHDOG=1" in between, between  # before: the main loop read the file
         assert http(f"http://127.0.0.1:{health}/healthz")[0] == 200
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=15)
-        print(err[-3000:])
-        notify.sock.close()
-    assert "config reloaded" in err
+    assert "config reloaded" in agent.log
 
 
 def command_reply(consumer: Consumer, name: str, **fields: str) -> dict[str, object]:
@@ -107,40 +97,34 @@ def test_a_reload_with_an_unusable_mqtt_file_is_refused_whole(
     text = CONFIG.format(broker=broker.port, health=health)
     config.write_text(text)
     (tmp_path / "mqtt.password").write_text("s3cret\n")
-    notify = NotifySocket(tmp_path / "notify.sock")
     consumer = Consumer(broker.port, ["lineside/v1/test/gw-reload/#"]).start()
-    proc = start_agent(config, notify)
     try:
-        wait_until(lambda: notify.saw("READY=1"), 30, "READY=1")
-        ready = notify.count("READY=1")
-        old_mqtt = f"mqtt: {{host: 127.0.0.1, port: {broker.port}}}\n"
-        assert old_mqtt in text
-        new_mqtt = NEW_MQTT.format(broker=broker.port, password=password, tls=tls)
-        # A new item in the same reload: refused with the rest.
-        changed = text.replace(old_mqtt, new_mqtt).replace(
-            "  FG: {uom: ea}\n", "  FG: {uom: ea}\n  NEW: {uom: kg}\n"
-        )
-        config.write_text(changed)
-        proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: notify.count("READY=1") > ready, 30, "READY=1 after the reload")
-        assert proc.poll() is None
-        assert http(f"http://127.0.0.1:{health}/healthz")[0] == 200
+        with running_agent(config) as agent:
+            agent.wait_ready()
+            old_mqtt = f"mqtt: {{host: 127.0.0.1, port: {broker.port}}}\n"
+            assert old_mqtt in text
+            new_mqtt = NEW_MQTT.format(broker=broker.port, password=password, tls=tls)
+            # A new item in the same reload: refused with the rest.
+            changed = text.replace(old_mqtt, new_mqtt).replace(
+                "  FG: {uom: ea}\n", "  FG: {uom: ea}\n  NEW: {uom: kg}\n"
+            )
+            config.write_text(changed)
+            agent.reload()
+            assert agent.proc.poll() is None
+            assert http(f"http://127.0.0.1:{health}/healthz")[0] == 200
 
-        # The old config runs on: its sync still takes commands, with the old items.
-        reply = command_reply(consumer, "receipt", item="NEW", location="L1", qty="1")
-        assert reply["ok"] is False and "NEW" in reply["error"], reply
+            # The old config runs on: its sync still takes commands, with the old items.
+            reply = command_reply(consumer, "receipt", item="NEW", location="L1", qty="1")
+            assert reply["ok"] is False and "NEW" in reply["error"], reply
     finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=15)
-        print(err[-3000:])
         consumer.stop()
-        notify.sock.close()
     name = key.rsplit(".", 1)[1] + ":"
     line = next(n for n, text in enumerate(changed.splitlines(), 1) if name in text)
-    assert f"reload refused: {config}:{line}: {key}: " in err and message in err
-    assert "config reload refused (1 errors): still running the old one" in err
-    assert "config reloaded" not in err
-    assert "Traceback" not in err
+    log = agent.log
+    assert f"reload refused: {config}:{line}: {key}: " in log and message in log
+    assert "config reload refused (1 errors): still running the old one" in log
+    assert "config reloaded" not in log
+    assert "Traceback" not in log
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -156,25 +140,17 @@ def test_an_alias_bomb_in_the_live_config_is_refused_without_growing(
     config = tmp_path / "line.yaml"
     text = CONFIG.format(broker=broker.port, health=health)
     config.write_text(text)
-    notify = NotifySocket(tmp_path / "notify.sock")
-    proc = start_agent(config, notify)
-    try:
-        wait_until(lambda: notify.saw("READY=1"), 30, "READY=1")
-        ready = notify.count("READY=1")
-        before = peak_rss_mb(proc.pid)
+    with running_agent(config) as agent:
+        agent.wait_ready()
+        before = peak_rss_mb(agent.proc.pid)
         bomb = (REPO / "tests" / "data" / "bad_configs" / "alias_bomb.yaml").read_text()
         config.write_text(
             text + "".join(x + "\n" for x in bomb.splitlines() if x.startswith("lol"))
         )
-        proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: notify.count("READY=1") > ready, 60, "READY=1 after the reload")
-        after = peak_rss_mb(proc.pid)
+        agent.reload()
+        after = peak_rss_mb(agent.proc.pid)
         print(f"agent peak RSS {before:.0f} MB before the SIGHUP, {after:.0f} MB after")
         assert after < before + 50
         assert http(f"http://127.0.0.1:{health}/healthz")[0] == 200
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=15)
-        notify.sock.close()
-    assert "(yaml): aliases expand the document by" in err
-    assert "config reload refused (1 errors)" in err
+    assert "(yaml): aliases expand the document by" in agent.log
+    assert "config reload refused (1 errors)" in agent.log
