@@ -106,6 +106,11 @@ def running_agent(
         yield agent
     finally:
         proc.terminate()
-        _, agent.log = proc.communicate(timeout=15)
+        try:
+            _, agent.log = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:  # never leave it running (one grew to 19 GB)
+            proc.kill()
+            _, agent.log = proc.communicate(timeout=15)
+            agent.log += "\n(killed: it did not stop within 15 s of SIGTERM)\n"
         print(agent.log[-3000:])
         notify.sock.close()
