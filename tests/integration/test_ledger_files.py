@@ -52,3 +52,11 @@ def test_a_new_ledger_and_its_wal_and_shm_are_not_world_readable(tmp_path: Path)
         assert mode(folder) == 0o750
     finally:
         ledger.conn.close()
+
+
+def test_an_in_memory_ledger_makes_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lineside.agent.ledger.store import connect
+
+    monkeypatch.chdir(tmp_path)
+    connect(Path(":memory:")).close()
+    assert list(tmp_path.iterdir()) == []

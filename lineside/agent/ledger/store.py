@@ -40,6 +40,8 @@ def connect(path: Path) -> sqlite3.Connection:
 def _create(path: Path) -> None:
     """Create a new ledger file with LEDGER_MODE before SQLite opens it: SQLite gives its
     -wal and -shm files the mode of the database file."""
+    if str(path) == ":memory:":  # SQLite's own database in memory, no file (unit tests)
+        return
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, LEDGER_MODE)
     except FileExistsError:
