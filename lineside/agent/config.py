@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from lineside.agent.inputs import BadInput, check_code, check_quantity
 from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
 from lineside.drivers.dosing import AsciiMeterConfig
 from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_conflicts
@@ -94,11 +96,15 @@ class MqttConfig(Model):
         return value
 
 
+Quantity = Annotated[Decimal, AfterValidator(lambda value: check_quantity(value, ""))]
+"""A decimal within the bound every quantity and price has (lineside.agent.inputs)."""
+
+
 class ItemConfig(Model):
     uom: str = Field(min_length=1, max_length=16)
     decimals: int = Field(default=0, ge=0, le=9)
-    cost: Decimal = Field(default=Decimal(0), ge=0, le=1_000_000_000)
-    conversion_cost: Decimal = Field(default=Decimal(0), ge=0, le=1_000_000_000)
+    cost: Quantity = Field(default=Decimal(0), ge=0, le=1_000_000_000)
+    conversion_cost: Quantity = Field(default=Decimal(0), ge=0, le=1_000_000_000)
     phantom: bool = False
     gtin: str | None = None
     description: str = ""
@@ -109,7 +115,7 @@ class ItemConfig(Model):
         if value is None:
             return None
         digits = value.strip()
-        if not re.fullmatch(r"\d{8}|\d{12}|\d{13}|\d{14}", digits):
+        if not re.fullmatch(r"[0-9]{8}|[0-9]{12}|[0-9]{13}|[0-9]{14}", digits):
             raise ValueError(f"GTIN '{value}' must be 8, 12, 13 or 14 digits")
         digits = digits.zfill(14)
         if gtin_check_digit(digits[:-1]) != int(digits[-1]):
@@ -125,14 +131,14 @@ def gtin_check_digit(body: str) -> int:
 
 class ComponentConfig(Model):
     item: str
-    qty: Decimal = Field(gt=0, le=1_000_000_000)
-    scrap_pct: Decimal = Field(default=Decimal(0), ge=0, le=1000)
+    qty: Quantity = Field(gt=0, le=1_000_000_000)
+    scrap_pct: Quantity = Field(default=Decimal(0), ge=0, le=1000)
     stage: str | None = None
     flush: Literal["standard", "measured"] = "standard"
 
 
 class BomConfig(Model):
-    per: Decimal = Field(default=Decimal(1), gt=0, le=1_000_000_000)
+    per: Quantity = Field(default=Decimal(1), gt=0, le=1_000_000_000)
     components: list[ComponentConfig] = Field(min_length=1)
 
 
@@ -155,7 +161,7 @@ class MeterConfig(Model):
     point: str
     item: str
     work_center: str
-    max_delta: Decimal = Field(default=Decimal(1_000_000), gt=0, le=1_000_000_000)
+    max_delta: Quantity = Field(default=Decimal(1_000_000), gt=0, le=1_000_000_000)
 
 
 HOST_PORT = r"^[^:\s]*:[0-9]{1,5}$"
@@ -188,6 +194,9 @@ DeviceConfig = Annotated[
 class LinesideConfig(Model):
     gateway: GatewayConfig
     mqtt: MqttConfig = MqttConfig()
+    # Stock locations besides the work centers' own (stores, quarantine): receipts and
+    # counts to any other location are refused.
+    locations: list[Annotated[str, Field(pattern=NAME, max_length=128)]] = []
     items: dict[str, ItemConfig] = {}
     boms: dict[str, BomConfig] = {}
     work_centers: dict[str, WorkCenterConfig] = {}
@@ -410,6 +419,11 @@ def check_references(
     problems: list[tuple[KeyPath, str]] = []
     warnings: list[str] = []
     items = _Known(config.items, invalid["items"])
+    for code in config.items:
+        try:
+            check_code(code, "item code")
+        except BadInput as exc:
+            problems.append((("items", code), str(exc).removeprefix("item code: ")))
     for parent, bom in config.boms.items():
         if parent not in items:
             problems.append((("boms", parent), f"BOM for unknown item {parent!r}"))

@@ -15,6 +15,7 @@ from typing import Any
 
 from lineside.agent.domain.backflush import Carry, Move
 from lineside.agent.domain.model import NO_LOT, LotBalance
+from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
@@ -177,8 +178,14 @@ class UnitOfWork:
     # -- idempotency -------------------------------------------------------------------
     def seen(self, key: str) -> str | None:
         """The stored reply of an event already applied, or None."""
-        row = self.conn.execute("SELECT reply FROM events WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0] or "")
+        found = self.seen_as(key)
+        return None if found is None else found[1]
+
+    def seen_as(self, key: str) -> tuple[str, str] | None:
+        """The kind of command an event key was used for and its stored reply, or None."""
+        row = self.conn.execute("SELECT kind, reply FROM events WHERE key = ?", (key,))
+        found = row.fetchone()
+        return None if found is None else (str(found[0]), str(found[1] or ""))
 
     def remember(self, key: str, kind: str, ts: datetime, reply: str = "") -> None:
         self.conn.execute(
@@ -196,6 +203,11 @@ class UnitOfWork:
             (item, location, lot),
         ).fetchone()
         return Decimal(row[0]) if row else Decimal(0)
+
+    def on_hand(self, item: str) -> list[Decimal]:
+        """The item's balances that are not zero, at every location and lot."""
+        found = self.conn.execute("SELECT qty FROM stock WHERE item = ?", (item,)).fetchall()
+        return [q for (text,) in found if (q := Decimal(text))]
 
     def post(self, move: Move, uom: str, posting: Posting) -> dict[str, Any]:
         """Apply a move to stock and journal it, with its outbox row; returns the transaction."""
@@ -215,12 +227,12 @@ class UnitOfWork:
                 "kind": move.kind,
                 "item": move.item,
                 "location": move.location,
-                "qty": str(move.qty),
+                "qty": decimal_text(move.qty),
                 "uom": uom,
                 "lot": move.lot or None,
                 "order": posting.order_no,
                 "work_center": posting.work_center,
-                "cost": str(move.cost),
+                "cost": decimal_text(move.cost),
                 "cause": posting.cause,
             }
             for n, (move, uom) in enumerate(moves)
@@ -260,7 +272,8 @@ class UnitOfWork:
         rows = []
         for i, (move, _) in enumerate(moves):
             balance, requeued = self._moved(move)
-            rows.append((move.item, move.location, move.lot, str(balance), first + i, requeued))
+            text = decimal_text(balance)
+            rows.append((move.item, move.location, move.lot, text, first + i, requeued))
         # A row whose balance comes back above zero as new stock (see _new_stock) queues
         # behind the lots that arrived meanwhile.
         self.conn.executemany(
@@ -444,7 +457,7 @@ class UnitOfWork:
         self.conn.execute(
             "INSERT INTO orders (order_no, work_center, item, qty, status, started_ts)"
             " VALUES (?, ?, ?, ?, 'active', ?)",
-            (order_no, wc, item, None if qty is None else str(qty), iso(ts)),
+            (order_no, wc, item, None if qty is None else decimal_text(qty), iso(ts)),
         )
         self._orders.clear()
 

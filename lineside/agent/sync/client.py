@@ -223,14 +223,19 @@ def new_client(
     will: tuple[str, bytes] | None = None,
     max_inflight: int = 20,
     logger: logging.Logger | None = None,
+    manual_ack: bool = False,
 ) -> mqtt.Client:
-    """A fresh client; one per connection attempt, so nothing stale is re-sent behind our back."""
+    """A fresh client; one per connection attempt, so nothing stale is re-sent behind our back.
+
+    manual_ack: paho acknowledges a received message only when told (Client.ack).
+    """
     v5 = settings.protocol == "5"
     kwargs: dict[str, Any] = {
         "callback_api_version": CallbackAPIVersion.VERSION2,
         "client_id": settings.client_id,
         "protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         "reconnect_on_failure": False,
+        "manual_ack": manual_ack,
     }
     if not v5:
         kwargs["clean_session"] = not persistent
