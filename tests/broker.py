@@ -21,6 +21,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from lineside.agent.sync.contract import Contract
+
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 INSTALL_HINT = "mosquitto is missing: install it with 'sudo apt-get install mosquitto'"
 
@@ -236,8 +238,21 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str = "con
         time.sleep(0.02)
 
 
+def schema_of(topic: str) -> str | None:
+    """The schema every payload lineside publishes on topic must fit (lineside/schemas/)."""
+    if "/reply/" in topic:
+        return "reply"
+    return {"tx": "tx", "alerts": "alert", "status": "status", "stock": "stock"}.get(
+        topic.rsplit("/", 1)[-1]
+    )
+
+
 class Consumer:
-    """A subscriber that records every message; reconnects by itself (persistent if asked)."""
+    """A subscriber that records every message; reconnects by itself (persistent if asked).
+
+    Every payload on a gateway topic (P/tx, P/alerts, P/status, P/stock, P/reply/#) is
+    checked against its shipped schema; stop() fails the test when one did not fit.
+    """
 
     def __init__(
         self,
@@ -250,8 +265,11 @@ class Consumer:
         username: str | None = None,
         password: str | None = None,
         protocol: int = mqtt.MQTTv311,
+        check_schemas: bool = True,
     ) -> None:
         self.port = port
+        self.contract = Contract() if check_schemas else None
+        self.invalid: list[str] = []
         self.topics = topics
         self.lock = threading.Lock()
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -280,6 +298,19 @@ class Consumer:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+        self._check(msg.topic, bytes(msg.payload))
+
+    def _check(self, topic: str, payload: bytes) -> None:
+        name = schema_of(topic)
+        if self.contract is None or name is None or not payload:
+            return
+        try:
+            errors = self.contract.errors(name, json.loads(payload))
+        except ValueError as exc:
+            errors = [f"not JSON: {exc}"]
+        if errors:
+            with self.lock:
+                self.invalid.append(f"{topic}: {'; '.join(errors)}: {payload[:300]!r}")
 
     def start(self) -> Consumer:
         self.client.connect("127.0.0.1", self.port, keepalive=10)
@@ -290,6 +321,7 @@ class Consumer:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        assert not self.invalid, "payloads that break the schemas:\n" + "\n".join(self.invalid)
 
     def on(self, topic: str) -> list[bytes]:
         with self.lock:

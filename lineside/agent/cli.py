@@ -9,7 +9,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,6 +30,7 @@ from lineside.agent.commands import (
 )
 from lineside.agent.config import ConfigInvalid, LoadedConfig, load
 from lineside.agent.handlers import Ledger
+from lineside.agent.inputs import BadInput, parse_quantity
 from lineside.agent.ledger.store import rows
 from lineside.agent.tables import render
 from lineside.clock import utc_now
@@ -49,13 +50,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def decimal_arg(text: str) -> Decimal:
+    """A plain decimal of ASCII digits within the bound of every quantity (inputs.py)."""
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a decimal number") from None
-    if not value.is_finite():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
+        return parse_quantity(text, "")
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def count_arg(text: str) -> int:
@@ -260,7 +259,15 @@ def _report_result(args: argparse.Namespace, result: Result) -> int:
     elif result.duplicate:
         print("already applied (same request id): nothing changed")
     else:
-        print(render(list(result.transactions), TX_COLUMNS, empty="done: nothing to post"))
+        held = [a for a in result.alerts if a.get("kind") == "held"]
+        if result.transactions or not held:
+            print(render(list(result.transactions), TX_COLUMNS, empty="done: nothing to post"))
+        for alert in held:
+            what = f"{alert['units']} {alert['role']} units of {alert.get('item') or '?'}"
+            print(
+                f"held: {what} at {alert['work_center']} wait ({alert['reason']});"
+                f" see lineside held list (id {alert['held_id']})"
+            )
         for alert in result.alerts:
             print("ALERT " + " ".join(f"{k}={v}" for k, v in alert.items()), file=sys.stderr)
     if result.ok:
@@ -272,9 +279,14 @@ TX_COLUMNS = ("kind", "item", "location", "lot", "qty", "uom", "order", "cost", 
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from lineside.agent.sync.client import check_files, file_warnings
+
     loaded = _load(args)
+    errors = check_files(loaded)
+    if errors:
+        raise ConfigInvalid(errors)
     cfg = loaded.config
-    for warning in loaded.warnings:
+    for warning in [*loaded.warnings, *file_warnings(loaded)]:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: ok ({len(cfg.items)} items, {len(cfg.boms)} BOMs, "

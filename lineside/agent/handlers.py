@@ -50,6 +50,7 @@ from lineside.agent.domain.backflush import (
 )
 from lineside.agent.domain.counters import interpret
 from lineside.agent.domain.model import NO_LOT, Item, MasterData, WorkCenter
+from lineside.agent.inputs import BadInput, check_code, check_quantity, decimal_text
 from lineside.agent.ledger.store import Posting, UnitOfWork, iso
 from lineside.agent.points import PointMap, point_map
 from lineside.clock import Clock, utc_now
@@ -179,9 +180,13 @@ class Ledger:
         all of it back, so the caller remembers the refusal (execute); otherwise a refusal
         is undone alone (execute_batch) and remembered here.
         """
-        stored = uow.seen(command.key)
+        stored = uow.seen_as(command.key)
         if stored is not None:
-            return _duplicate(stored)
+            kind, reply = stored
+            if kind != type(command).__name__:  # the key is taken: this command never ran
+                error = f"{command.key} was used for another command ({kind})"
+                return Result(ok=False, error=error, duplicate=True, detail={"used_for": kind})
+            return _duplicate(reply)
         result = self._run(uow, command, isolation)
         if _keyed(command) and (result.ok or isolation is not Isolation.ALONE):
             _remember(uow, command, result)
@@ -436,6 +441,7 @@ class Ledger:
         meter = self.points.meters.get(cmd.point)
         if meter is None:
             raise Rejected(f"point {cmd.point!r} is not a meter")
+        _checked(check_quantity, cmd.value, f"meter {cmd.point} total")
         last_text = uow.counter(cmd.point)
         last = None if last_text is None else Decimal(last_text)
         delta = interpret(last, cmd.value, None, meter.max_delta)
@@ -445,14 +451,18 @@ class Ledger:
         event = f"{cmd.point}:{last}->{cmd.value}"
         if delta.kind == "reset":
             uow.alert(
-                "counter_reset", cmd.ts, point=cmd.point, last=str(last), value=str(cmd.value)
+                "counter_reset",
+                cmd.ts,
+                point=cmd.point,
+                last=None if last is None else decimal_text(last),
+                value=decimal_text(cmd.value),
             )
         if delta.kind == "implausible":
             command = {
                 "type": "measured",
                 "work_center": meter.work_center,
                 "item": meter.item,
-                "qty": str(delta.delta),
+                "qty": decimal_text(Decimal(delta.delta)),
                 "event": event,
             }
             reason = f"implausible meter jump of {delta.delta} (above max_delta)"
@@ -462,7 +472,7 @@ class Ledger:
                 cmd.ts,
                 held_id=held_id,
                 point=cmd.point,
-                qty=str(delta.delta),
+                qty=decimal_text(Decimal(delta.delta)),
                 event=event,
             )
             return
@@ -511,11 +521,15 @@ class Ledger:
                 cmd.ts,
             )
         elif kind == "measured":
+            try:
+                qty = check_quantity(Decimal(command["qty"]))
+            except BadInput as exc:  # held before quantities were bounded: never postable
+                raise Rejected(f"held event {cmd.held_id} cannot post: {exc}; discard it") from None
             self._post_measured(
                 uow,
                 command["work_center"],
                 command["item"],
-                Decimal(command["qty"]),
+                qty,
                 command["event"],
                 cmd.ts,
             )
@@ -565,7 +579,8 @@ class Ledger:
     def _receive(self, uow: UnitOfWork, cmd: Receive) -> None:
         item = self._stocked_item(cmd.item)
         qty = self._quantity(item, cmd.qty, positive=True)
-        lot = _lot(cmd.lot)
+        self._location(cmd.location)
+        lot = _lot(_checked(check_code, cmd.lot, "lot"))
         move = Move("receipt", item.code, cmd.location, lot, qty, qty * item.cost)
         self._post_move(uow, move, Posting(cmd.ts, cmd.key, cmd.cause or cmd.key))
         if lot != NO_LOT:
@@ -593,8 +608,9 @@ class Ledger:
         counted = self._quantity(item, cmd.qty, positive=False)
         if counted < 0:
             raise Rejected("a counted quantity cannot be negative")
+        self._location(cmd.location)
         lots = uow.lots(item.code, cmd.location)
-        lot = _lot(cmd.lot)
+        lot = _lot(_checked(check_code, cmd.lot, "lot"))
         book = sum((b.qty for b in lots if cmd.lot is None or b.lot == lot), Decimal(0))
         diff = counted - book
         posting = Posting(cmd.ts, cmd.key, cmd.cause or f"count {cmd.key}")
@@ -613,10 +629,10 @@ class Ledger:
                 "item": item.code,
                 "location": cmd.location,
                 "lot": cmd.lot,
-                "book": str(book),
-                "counted": str(counted),
-                "diff": str(diff),
-                "value": str(diff * item.cost),
+                "book": decimal_text(book),
+                "counted": decimal_text(counted),
+                "diff": decimal_text(diff),
+                "value": decimal_text(diff * item.cost),
                 "event": cmd.key,
             }
         )
@@ -647,8 +663,10 @@ class Ledger:
     # -- orders --------------------------------------------------------------------------
     def _start_order(self, uow: UnitOfWork, cmd: StartOrder) -> None:
         wc = self._work_center(cmd.work_center)
-        self._item(cmd.item)
-        if cmd.qty is not None and cmd.qty <= 0:
+        _checked(check_code, cmd.order, "order")
+        self._stocked_item(cmd.item)
+        qty = _checked(check_quantity, cmd.qty, "qty")
+        if qty is not None and qty <= 0:
             raise Rejected("order quantity must be more than 0")
         existing = uow.order(cmd.order)
         if existing is not None:
@@ -660,7 +678,7 @@ class Ledger:
         if active is not None:
             uow.close_order(active[0], cmd.ts)
             log.info("order %s closed: %s started at %s", active[0], cmd.order, wc.code)
-        uow.start_order(cmd.order, wc.code, cmd.item, cmd.qty, cmd.ts)
+        uow.start_order(cmd.order, wc.code, cmd.item, qty, cmd.ts)
 
     def _close_order(self, uow: UnitOfWork, cmd: CloseOrder) -> None:
         existing = uow.order(cmd.order)
@@ -672,10 +690,13 @@ class Ledger:
 
     # -- master data ---------------------------------------------------------------------
     def _put_item(self, uow: UnitOfWork, cmd: PutItem) -> None:
+        _checked(check_code, cmd.item, "item")
         try:
             cfg = ItemConfig.model_validate(cmd.data)
         except ValidationError as exc:
             raise Rejected(_pydantic_message(exc)) from None
+        self._check_stock_allows(uow, cmd.item, cfg)
+        self._check_master(item=(cmd.item, cfg))
         uow.put_master("master_items", cmd.item, cfg.model_dump(mode="json"), cmd.ts)
         self._refresh_master(uow)
         self._retry_held(uow, cmd.ts)
@@ -690,6 +711,7 @@ class Ledger:
             self._item(comp.item)
             if comp.item == cmd.item:
                 raise Rejected(f"{cmd.item} cannot consume itself")
+        self._check_master(bom=(cmd.item, cfg))
         bom = masterdata.bom_from(cmd.item, cfg)
         trial = MasterData(
             self._master.items, {**self._master.boms, cmd.item: bom}, self._master.work_centers
@@ -700,6 +722,31 @@ class Ledger:
         uow.put_master("master_boms", cmd.item, cfg.model_dump(mode="json"), cmd.ts)
         self._refresh_master(uow)
         self._retry_held(uow, cmd.ts)
+
+    def _check_master(
+        self,
+        *,
+        item: tuple[str, ItemConfig] | None = None,
+        bom: tuple[str, BomConfig] | None = None,
+    ) -> None:
+        overlays = masterdata.read_overlays(self.conn)
+        problems = masterdata.put_problems(self.config, overlays, item=item, bom=bom)
+        if problems:
+            raise Rejected("; ".join(problems))
+
+    def _check_stock_allows(self, uow: UnitOfWork, code: str, cfg: ItemConfig) -> None:
+        """What only stock on hand forbids: balances and journal must keep one meaning."""
+        old = self._master.items.get(code)
+        on_hand = uow.on_hand(code) if old is not None else []
+        if old is None or not on_hand:
+            return
+        stocked = f"{code} has stock on hand ({decimal_text(sum(on_hand, Decimal(0)))} {old.uom})"
+        if cfg.uom != old.uom:
+            raise Rejected(f"{stocked}: its uom cannot change from {old.uom} to {cfg.uom}")
+        if cfg.decimals < old.decimals:
+            raise Rejected(f"{stocked}: its decimals cannot go down from {old.decimals}")
+        if cfg.phantom:
+            raise Rejected(f"{stocked}: it cannot become a phantom (count it to 0 first)")
 
     # -- helpers -------------------------------------------------------------------------
     def _post_move(self, uow: UnitOfWork, move: Move, posting: Posting) -> None:
@@ -732,7 +779,7 @@ class Ledger:
             ts,
             item=item,
             location=location,
-            qty=str(balance),
+            qty=decimal_text(balance),
             event=event,
             action="count this item",
         )
@@ -747,8 +794,16 @@ class Ledger:
     def _item(self, code: str) -> Item:
         item = self._master.items.get(code)
         if item is None:
+            _checked(check_code, code, "item")  # a clearer reason than "unknown" first
             raise Rejected(f"unknown item {code!r}")
         return item
+
+    def _location(self, code: str) -> None:
+        """Stock only moves to a location the config knows: a work center's or a declared one."""
+        if code not in self._master.locations:
+            _checked(check_code, code, "location")
+            known = ", ".join(sorted(self._master.locations)) or "none configured"
+            raise Rejected(f"unknown location {code!r} (known: {known})")
 
     def _stocked_item(self, code: str) -> Item:
         item = self._item(code)
@@ -758,8 +813,7 @@ class Ledger:
 
     @staticmethod
     def _quantity(item: Item, qty: Decimal, *, positive: bool) -> Decimal:
-        if not qty.is_finite():
-            raise Rejected(f"quantity {qty} is not a number")
+        qty = _checked(check_quantity, qty, "qty")
         if positive and qty <= 0:
             raise Rejected("quantity must be more than 0")
         if item.round(qty) != qty:
@@ -774,6 +828,16 @@ def _at_decimals(move: Move, item: Item) -> Move:
 
 def _lot(lot: str | None) -> str:
     return NO_LOT if lot is None else lot
+
+
+def _checked(check: Callable[[Any, str], Any], value: Any, field: str) -> Any:
+    """value through an inputs check (None passes), its BadInput as the command's refusal."""
+    if value is None:
+        return None
+    try:
+        return check(value, field)
+    except BadInput as exc:
+        raise Rejected(str(exc)) from None
 
 
 class Isolation(Enum):

@@ -7,8 +7,15 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from lineside.agent.config import BomConfig, ItemConfig, LinesideConfig, WorkCenterConfig
+from lineside.agent.config import (
+    BomConfig,
+    ItemConfig,
+    LinesideConfig,
+    WorkCenterConfig,
+    check_references,
+)
 from lineside.agent.domain.model import Bom, Component, Item, MasterData, WorkCenter
+from lineside.agent.yamlsource import format_path
 
 
 def item_from(code: str, cfg: ItemConfig) -> Item:
@@ -52,7 +59,42 @@ def build(config: LinesideConfig, overlays: Mapping[str, Any] | None = None) -> 
     for code, data in (overlays or {}).get("boms", {}).items():
         boms[code] = bom_from(code, BomConfig.model_validate(data))
     wcs = {code: work_center_from(code, cfg) for code, cfg in config.work_centers.items()}
-    return MasterData(items=items, boms=boms, work_centers=wcs)
+    locations = frozenset(wc.location for wc in wcs.values()) | frozenset(config.locations)
+    return MasterData(items=items, boms=boms, work_centers=wcs, locations=locations)
+
+
+def put_problems(
+    config: LinesideConfig,
+    overlays: Mapping[str, Any],
+    *,
+    item: tuple[str, ItemConfig] | None = None,
+    bom: tuple[str, BomConfig] | None = None,
+) -> list[str]:
+    """What `lineside check` would find in the master data once item or bom is put, and
+    did not find before: item.put and bom.put follow the config file's rules."""
+    current = _with_overlays(config, overlays)
+    items, boms = dict(current.items), dict(current.boms)
+    if item is not None:
+        items[item[0]] = item[1]
+    if bom is not None:
+        boms[bom[0]] = bom[1]
+    trial = current.model_copy(update={"items": items, "boms": boms})
+    known = {(path, message) for path, message in check_references(current)[0]}
+    return [
+        f"{format_path(path)}: {message}"
+        for path, message in check_references(trial)[0]
+        if (path, message) not in known
+    ]
+
+
+def _with_overlays(config: LinesideConfig, overlays: Mapping[str, Any]) -> LinesideConfig:
+    items = dict(config.items)
+    boms = dict(config.boms)
+    for code, data in overlays.get("items", {}).items():
+        items[code] = ItemConfig.model_validate(data)
+    for code, data in overlays.get("boms", {}).items():
+        boms[code] = BomConfig.model_validate(data)
+    return config.model_copy(update={"items": items, "boms": boms})
 
 
 def read_overlays(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:

@@ -35,8 +35,18 @@ def stock(
         sql += " WHERE item = ?"
         params = (item,)
     out = []
+    removed: dict[str, str] = {}  # items no longer in the master data: the journal's unit
     for r in rows(conn, sql + " ORDER BY item, location, fifo, lot", params):
-        uom = master.items[r["item"]].uom if r["item"] in master.items else ""
+        code = r["item"]
+        if code in master.items:
+            uom = master.items[code].uom
+        else:
+            if code not in removed:
+                last = conn.execute(
+                    "SELECT uom FROM journal WHERE item = ? ORDER BY seq DESC LIMIT 1", (code,)
+                ).fetchone()
+                removed[code] = str(last[0]) if last else "?"
+            uom = removed[code]
         if not empty and Decimal(r["qty"]) == 0:
             continue
         out.append(

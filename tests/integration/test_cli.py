@@ -123,6 +123,18 @@ def test_second_reversal_exits_1(cfg: str) -> None:
         ("complete", "--work-center", "NOPE", "--good", "1"),
         ("order", "close", "--order", "NOPE"),
         ("report", "genealogy"),
+        # Deterministic bad input, never "exit 1, InvalidOperation" (issue 11 items 7, 10).
+        ("receive", "--item", "BOLT-M8", "--qty", "1e400", "--location", "LINE-3"),
+        ("receive", "--item", "BOLT-M8", "--qty", "1" * 29, "--location", "LINE-3"),
+        ("receive", "--item", "STEEL-2MM", "--qty", "9999999999999999999999999.999",
+         "--location", "LINE-3"),
+        ("count", "--item", "BOLT-M8", "--qty", "١٢", "--location", "LINE-3"),
+        ("receive", "--item", "BOLT-M8", "--qty", "1", "--location", ""),
+        ("receive", "--item", "BOLT-M8", "--qty", "1", "--location", "NOWHERE"),
+        ("receive", "--item", "BOLT-M8", "--qty", "1", "--location", "LINE-3", "--lot", "L\x01"),
+        ("order", "start", "--work-center", "PRESS-3", "--order", "PO-1", "--item", "PRIMER-KIT"),
+        ("order", "start", "--work-center", "PRESS-3", "--order", "PO-2", "--item", "BRKT-100",
+         "--qty", "1e400"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(cfg: str, args: tuple[str, ...]) -> None:
@@ -133,6 +145,18 @@ def test_bad_input_exits_2_with_a_message(cfg: str, args: tuple[str, ...]) -> No
     )
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr.strip() and "Traceback" not in result.stderr
+
+
+def test_a_quantity_in_exponent_form_never_reaches_a_payload(cfg: str) -> None:
+    """--qty 1E+5 once became qty "1E+5" and cost "5E+3" in P/tx: decimals are plain."""
+    refused = run("receive", "-c", cfg, "--item", "BOLT-M8", "--qty", "1E+5",
+                  "--location", "LINE-3")
+    assert refused.returncode == 2 and "is not a decimal string" in refused.stderr
+    done = run("receive", "-c", cfg, "--item", "BOLT-M8", "--qty", "100000",
+               "--location", "LINE-3", "--json")
+    assert done.returncode == 0, done.stderr
+    tx = json.loads(done.stdout)["transactions"][0]
+    assert (tx["qty"], tx["cost"]) == ("100000", "5000.00")
 
 
 def test_config_from_environment_and_missing_config(cfg: str) -> None:
@@ -209,3 +233,20 @@ def test_simulate_refuses_a_bad_scenario_before_starting(cfg: str, tmp_path: Pat
     assert "Traceback" not in result.stderr
     ok = run("simulate", "-c", cfg, "--seconds", "1")
     assert ok.returncode == 0 and "simulating 3 devices" in ok.stdout
+
+
+def test_complete_that_is_held_says_so_instead_of_nothing_to_post(tmp_path: Path) -> None:
+    """An order's item removed by a config change: the production is held, not 'nothing'."""
+    cfg = str(write_config(tmp_path))
+    started = run("order", "start", "-c", cfg, "--work-center", "PRESS-3", "--order", "PO-1",
+                  "--item", "BOLT-M8")
+    assert started.returncode == 0, started.stderr
+    removed = write_config(tmp_path, **{
+        '  BOLT-M8:    {uom: ea, cost: 0.05, gtin: "09521234543220"}\n': "",
+        "      - {item: BOLT-M8, qty: 4, stage: paint}\n": ""})
+    result = run("complete", "-c", str(removed), "--work-center", "PRESS-3", "--good", "3")
+    assert result.returncode == 0, result.stderr
+    assert "nothing to post" not in result.stdout
+    assert "held: 3 good units of BOLT-M8 at PRESS-3 wait (unknown item 'BOLT-M8')" in (
+        result.stdout)
+    assert "lineside held list" in result.stdout

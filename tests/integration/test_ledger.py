@@ -31,6 +31,8 @@ from lineside.agent.commands import (
 from lineside.agent.config import load
 from lineside.agent.handlers import Ledger
 from lineside.agent.ledger.store import UnitOfWork
+from lineside.agent.sync import payloads
+from lineside.agent.sync.contract import Contract
 from tests.conftest import StepClock, write_config
 
 D = Decimal
@@ -587,9 +589,10 @@ def disk_freed(conn: sqlite3.Connection) -> None:
 def test_a_ledger_failure_is_not_remembered_and_the_same_key_applies_later(
     ledger: Ledger,
 ) -> None:
-    big_lot = "L" * 20_000  # overflow pages: a write that needs a new page
+    big_cause = "L" * 20_000  # overflow pages: a write that needs a new page
     command = Receive(
-        key="full", ts=ledger.clock(), item="BOLT-M8", qty=D(3), lot=big_lot, location="LINE-3"
+        key="full", ts=ledger.clock(), item="BOLT-M8", qty=D(3), location="LINE-3",
+        cause=big_cause,
     )
     disk_full(ledger.conn)
     with pytest.raises(sqlite3.OperationalError, match="full"):
@@ -631,3 +634,56 @@ def test_a_held_event_that_no_longer_fits_does_not_refuse_the_receipt(
     assert item_total(ledger, "STEEL-2MM") == 10
     held = ledger.conn.execute("SELECT status, reason FROM held").fetchall()
     assert held == [("held", "unknown work center 'PRESS-3' (known: PRESS-4)")]
+
+
+def test_a_meter_total_beyond_the_digits_bound_is_refused_not_held(ledger: Ledger) -> None:
+    """A float32 register can read 1e30; held, it could never be released (issue 11 item 7)."""
+    first = MeterReading(key="m", ts=ledger.clock(), point="doser3.total_l", value=D(10))
+    assert ledger.execute(first).ok
+    jump = MeterReading(key="m", ts=ledger.clock(), point="doser3.total_l", value=D("1E+30"))
+    result = ledger.execute(jump)
+    assert not result.ok and "has too many digits" in (result.error or "")
+    assert ledger.conn.execute("SELECT COUNT(*) FROM held").fetchone()[0] == 0
+    assert ledger.conn.execute("SELECT value FROM counters").fetchall() == [("10",)]
+
+
+def test_a_held_meter_jump_beyond_the_bound_is_refused_with_what_to_do(ledger: Ledger) -> None:
+    """Held by an older release: releasing it says to discard it, and discarding works."""
+    with UnitOfWork(ledger.conn) as uow:
+        command = {"type": "measured", "work_center": "PRESS-3", "item": "PAINT-9005",
+                   "qty": "1.000000000000000000000000000E+30", "event": "doser3.total_l:0->1e30"}
+        held_id = uow.hold("old", ledger.clock(), "PRESS-3", "implausible", command)
+        uow.commit()
+    released = ledger.execute(ReleaseHeld(key="rel", ts=ledger.clock(), held_id=held_id))
+    assert not released.ok and "too many digits" in (released.error or "")
+    assert "discard it" in (released.error or "")
+    assert ledger.execute(
+        DiscardHeld(key="dis", ts=ledger.clock(), held_id=held_id, reason="bad register")
+    ).ok
+
+
+def test_decimals_become_text_without_an_exponent(ledger: Ledger) -> None:
+    """Decimal('1E+5') x cost 0.05 is Decimal('5.00E+3'): the ledger writes 100000 and 5000.00."""
+    result = ledger.execute(Receive(key="k", ts=ledger.clock(), item="BOLT-M8", qty=D("1E+5"),
+                                    location="LINE-3"))
+    assert result.ok, result.error
+    tx = result.transactions[0]
+    assert (tx["qty"], tx["cost"]) == ("100000", "5000.00")
+    assert ledger.conn.execute("SELECT qty, cost FROM journal").fetchall() == [
+        ("100000", "5000.00")]
+    assert ledger.conn.execute("SELECT qty FROM stock").fetchall() == [("100000",)]
+
+
+def test_stock_of_an_item_removed_by_reload_keeps_its_unit(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    receive(ledger, "STEEL-2MM", "12.5", lot="H1")
+    removed = write_config(tmp_path / "removed", **{
+        '  STEEL-2MM:  {uom: kg, decimals: 3, cost: 1.10, gtin: "09521234543213"}\n': "",
+        "      - {item: STEEL-2MM, qty: 0.85, scrap_pct: 3}\n": ""})
+    ledger.reconfigure(load(removed).config)
+    (row,) = [b for b in ledger.stock_snapshot() if b["item"] == "STEEL-2MM"]
+    assert row == {"item": "STEEL-2MM", "location": "LINE-3", "lot": "H1", "qty": "12.500",
+                   "uom": "kg"}
+    assert Contract().errors("stock", json.loads(payloads.stock("press-3", ledger.clock(),
+                                                                 ledger.stock_snapshot()))) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -181,6 +182,49 @@ BAD: list[tuple[str, str, bytes | dict[str, Any], str | None]] = [
     ("unknown work center", "order.start",
      {"request_id": "m19", "order": "PO-9", "work_center": "NOWHERE", "item": "BRKT-100"},
      "NOWHERE"),
+    # Deterministic bad input is refused as such, never an internal error (issue 11 item 7).
+    ("39-digit qty", "receipt",
+     {"request_id": "m21", "item": "BOLT-M8", "qty": "1" * 39, "location": "LINE-3"},
+     "qty: 111111111111111111111111111111111111111 has too many digits"),
+    ("28 digits of kg", "receipt",
+     {"request_id": "m21b", "item": "STEEL-2MM", "qty": "9999999999999999999999999.999",
+      "location": "LINE-3"}, "has too many digits"),
+    ("lone surrogate in a lot", "receipt",
+     b'{"request_id": "m22", "item": "BOLT-M8", "qty": "1", "lot": "\\ud800",'
+     b' "location": "LINE-3"}', "lot: '\\ud800' holds the unprintable character U+D800"),
+    # Codes, locations and quantities (item 10).
+    ("unknown location", "receipt",
+     {"request_id": "m23", "item": "BOLT-M8", "qty": "1", "location": "NOWHERE"},
+     "unknown location 'NOWHERE' (known: LINE-3)"),
+    ("blank location", "count",
+     {"request_id": "m24", "item": "BOLT-M8", "qty": "1", "location": " "},
+     "location: ' ' starts or ends with a space"),
+    ("location with a NUL", "receipt",
+     {"request_id": "m25", "item": "BOLT-M8", "qty": "1", "location": "LINE-3\0"},
+     "unprintable character U+0000"),
+    ("Cyrillic lookalike location", "receipt",
+     {"request_id": "m26", "item": "BOLT-M8", "qty": "1", "location": "LІNE-3"},
+     "mixes Cyrillic and Latin letters"),
+    ("lot with a newline", "receipt",
+     {"request_id": "m27", "item": "BOLT-M8", "qty": "1", "lot": "L1\nL2",
+      "location": "LINE-3"}, "unprintable character U+000A"),
+    ("lot with a right-to-left override", "receipt",
+     {"request_id": "m28", "item": "BOLT-M8", "qty": "1", "lot": "L\u202e1",
+      "location": "LINE-3"}, "U+202E RIGHT-TO-LEFT OVERRIDE"),
+    ("item with a NUL", "item.put", {"request_id": "m29", "item": "a\0b", "uom": "ea"},
+     "item: 'a\\x00b' holds the unprintable character U+0000"),
+    ("Arabic-Indic digits", "receipt",
+     {"request_id": "m30", "item": "BOLT-M8", "qty": "١٢", "location": "LINE-3"},
+     "qty: '١٢' is not a decimal string"),
+    ("duplicate key", "receipt",
+     b'{"request_id": "m31", "item": "BOLT-M8", "qty": "1", "qty": "500",'
+     b' "location": "LINE-3"}', "duplicate key 'qty' in the payload"),
+    ("order with a line break", "order.start",
+     {"request_id": "m32", "order": "PO-1\r\n", "work_center": "PRESS-3",
+      "item": "BRKT-100"}, "unprintable character U+000D"),
+    ("nested 30,000 levels deep", "receipt",
+     b'{"request_id": "m20", "lot": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+     "nested more than 16 levels deep"),
 ]
 
 
@@ -198,7 +242,10 @@ def test_every_malformed_command_is_answered_or_logged_and_changes_nothing(
     for case, name, payload, expected in BAD:
         if expected is None:
             continue
-        request_id = "m2" if isinstance(payload, bytes) else payload["request_id"]
+        request_id = (
+            re.search(rb'"request_id": "(\w+)"', payload).group(1).decode()  # type: ignore[union-attr]
+            if isinstance(payload, bytes) else payload["request_id"]
+        )
         assert request_id in replies, f"{case}: no reply"
         reply = replies[request_id]
         assert reply["topic"] == f"{P}/reply/{name}", case
@@ -261,3 +308,94 @@ def test_stock_is_published_retained_on_change(line: Line) -> None:
         assert Contract().errors("stock", late.json_on(f"{P}/stock")[-1]) == []
     finally:
         late.stop()
+
+
+def test_a_retained_command_is_ignored_on_every_subscription(
+    broker: Broker, sync_config: Callable[..., LoadedConfig], clock: StepClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="lineside.sync.commands")
+    config = sync_config(broker.port)
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="careless-mes")
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    body = {"request_id": "kept", "item": "BOLT-M8", "qty": "5", "location": "LINE-3"}
+    sender.publish(f"{P}/cmd/receipt", json.dumps(body), qos=1, retain=True).wait_for_publish(5)
+    ledger = open_ledger(config, clock)
+    central = Consumer(broker.port, [f"{P}/reply/#"]).start()
+    try:
+        for _ in range(2):  # the broker hands the retained copy over with each subscription
+            sync = Sync(config, ledger, config.data_dir / LEDGER_FILE)
+            sync.start()
+            wait_until(lambda s=sync: s.commands_ready, 10, "the subscription")
+            probe = f"probe-{len(central.messages)}"
+            sender.publish(f"{P}/cmd/order.close", json.dumps(
+                {"request_id": probe, "order": "NONE"}), qos=1).wait_for_publish(5)
+            wait_until(lambda p=probe: any(p.encode() in m for _, m, _ in central.messages),
+                       10, "the probe's reply")
+            sync.stop(5)
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        central.stop()
+    assert ledger.conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 0
+    assert not any(b'"kept"' in m for _, m, _ in central.messages)
+    ignored = [r for r in caplog.records if "ignored a retained command" in r.getMessage()]
+    assert len(ignored) == 2 and f"{P}/cmd/receipt" in ignored[0].getMessage()
+
+
+def test_a_request_id_used_for_another_command_is_refused_not_answered_ok(line: Line) -> None:
+    line.send("receipt", {"request_id": "r1", "item": "BOLT-M8", "qty": "10",
+                          "location": "LINE-3"})
+    assert line.reply("r1")["ok"] is True
+    line.send("order.start", {"request_id": "o1", "order": "PO-7", "work_center": "PRESS-3",
+                              "item": "BRKT-100"})
+    assert line.reply("o1")["ok"] is True
+    before = dump(line.ledger.conn)
+    line.send("order.close", {"request_id": "r1", "order": "PO-7"})
+    line.send("count", {"request_id": "r1", "item": "BOLT-M8", "qty": "3", "location": "LINE-3"})
+    wait_until(lambda: len(line.replies_to("r1")) == 3, 10, "both answers")
+    first, close, count = line.replies_to("r1")
+    assert first["ok"] is True
+    for reply in (close, count):
+        assert reply == {"request_id": "r1", "ok": False,
+                         "error": "request_id r1 was used for receipt"}
+    assert dump(line.ledger.conn) == before  # nothing applied, nothing remembered
+    line.send("receipt", {"request_id": "r1", "item": "BOLT-M8", "qty": "10",
+                          "location": "LINE-3"})
+    wait_until(lambda: len(line.replies_to("r1")) == 4, 10, "the repeat's answer")
+    assert line.replies_to("r1")[-1]["ok"] is True  # the receipt itself: answered again
+
+
+def test_master_data_over_mqtt_is_checked_like_the_config_and_against_stock(line: Line) -> None:
+    line.send("receipt", {"request_id": "s1", "item": "STEEL-2MM", "qty": "100.000",
+                          "lot": "H1", "location": "LINE-3"})
+    line.send("receipt", {"request_id": "s2", "item": "BOLT-M8", "qty": "20000",
+                          "location": "LINE-3"})
+    assert line.reply("s1")["ok"] and line.reply("s2")["ok"]
+    line.send("item.put", {"request_id": "k1", "item": "KIT-X", "uom": "ea", "phantom": True})
+    assert line.reply("k1")["ok"] is True  # a phantom nobody uses yet needs no BOM yet
+    before = dump(line.ledger.conn, events=False)
+    refused = {
+        "u1": ("item.put", {"item": "STEEL-2MM", "uom": "lb", "decimals": 0},
+               "STEEL-2MM has stock on hand (100.000 kg): its uom cannot change from kg to lb"),
+        "u2": ("item.put", {"item": "BOLT-M8", "uom": "ea", "phantom": True},
+               "BOLT-M8 has stock on hand (20000 ea): it cannot become a phantom"),
+        "u3": ("item.put", {"item": "PAINT-9005", "uom": "l", "phantom": True},
+               "phantom item 'PAINT-9005' has no BOM to explode"),
+        "u4": ("bom.put", {"item": "BRKT-100", "components": [{"item": "KIT-X", "qty": "1"}]},
+               "phantom item 'KIT-X' has no BOM to explode"),
+        "u5": ("order.start", {"order": "PO-K", "work_center": "PRESS-3", "item": "PRIMER-KIT"},
+               "PRIMER-KIT is a phantom item: it is never stocked"),
+        "u6": ("item.put", {"item": "NUT-M8", "uom": "ea", "gtin": "09521234543213"},
+               "GTIN 09521234543213 is also item STEEL-2MM's"),
+    }
+    for request_id, (name, body, _) in refused.items():
+        line.send(name, {"request_id": request_id, **body})
+    for request_id, (_, _, error) in refused.items():
+        reply = line.reply(request_id)
+        assert reply["ok"] is False and error in (reply["error"] or ""), (request_id, reply)
+    assert dump(line.ledger.conn, events=False) == before
+    line.send("item.put", {"request_id": "ok1", "item": "STEEL-2MM", "uom": "kg",
+                           "decimals": 4, "cost": "1.20"})  # more decimals: every balance fits
+    assert line.reply("ok1")["ok"] is True

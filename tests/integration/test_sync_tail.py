@@ -56,3 +56,51 @@ def test_tail_without_a_broker_says_so_and_returns_1(
     port = free_port()
     assert tail_main(sync_config(port), False, None, 5) == 1
     assert f"cannot connect to the broker at mqtt://127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_tail_prints_a_malformed_tx_as_invalid_and_goes_on(
+    broker: Broker, sync_config: Callable[..., LoadedConfig], as_json: bool
+) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    config = sync_config(broker.port)
+    topic = "lineside/v1/plant-a/press-3/tx"
+    out = io.StringIO()
+    done: dict[str, int] = {}
+    tail = threading.Thread(target=lambda: done.update(rc=tail_main(config, as_json, 1, 30,
+                                                                    out=out)))
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="impostor")
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+    bad = [
+        {"gateway": "press-3", "seq": 1, "transactions": 5},
+        {"gateway": "press-3", "seq": 2, "transactions": [{"id": "x", "kind": None, "qty": []}]},
+        {"gateway": "press-3", "seq": 3, "transactions": [7, None]},
+    ]
+    good = {"gateway": "press-3", "seq": 4, "transactions": [{
+        "id": "t1", "ts": "2026-01-05T06:00:01.000Z", "kind": "receipt", "item": "BOLT-M8",
+        "location": "LINE-3", "qty": "1", "uom": "ea", "lot": None, "order": None,
+        "work_center": None, "cost": "0.05", "cause": "test"}]}
+    tail.start()
+    try:
+        def published_until_tail_listens() -> bool:
+            sender.publish("lineside/v1/plant-a/press-3/status", b'{"online": true}')
+            return "status" in out.getvalue()
+
+        wait_until(published_until_tail_listens, 10, "tail to subscribe")
+        for payload in [*bad, good]:
+            sender.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
+        tail.join(30)
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+    assert done == {"rc": 0}  # it went on to the good message and counted it
+    text = out.getvalue()
+    if as_json:
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert [line["check"] for line in lines if line["type"] == "tx"][-4:] == [
+            "invalid", "invalid", "invalid", "first"]
+    else:
+        assert text.count("INVALID") == 3, text

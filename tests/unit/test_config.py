@@ -108,6 +108,13 @@ def test_shipped_configs_are_valid(config: Path, capsys: pytest.CaptureFixture[s
     loaded = load(config)
     assert loaded.config.items and loaded.config.boms and loaded.config.devices
     assert loaded.warnings == ()
+    if config == EXAMPLE and not Path("/etc/lineside/plant-ca.pem").exists():
+        # Valid but for the gateway's files it names, which `check` reads.
+        assert cli.main(["check", "-c", str(config)]) == 2
+        out, err = capsys.readouterr()
+        keys = re.findall(rf"^{re.escape(str(config))}:\d+: (\S+): ", err, re.MULTILINE)
+        assert keys == ["mqtt.password_file", "mqtt.tls.ca_file"], err
+        return
     assert cli.main(["check", "-c", str(config)]) == 0
     out, err = capsys.readouterr()
     assert f"{config}: ok (" in out and err == ""
@@ -188,12 +195,62 @@ def test_tiny_and_long_decimals_are_not_floats(tmp_path: Path) -> None:
         MINIMAL.replace("DATA", "var")
         + "items:\n  A: {uom: kg, decimals: 9, cost: 0.1}\n  B: {uom: kg, cost: 0.000000001}\n"
         + "boms:\n  A:\n    per: 3\n    components:\n"
-        + "      - {item: B, qty: 0.333333333333333333333333}\n"
+        + "      - {item: B, qty: 0.333333333}\n"
     )
     cfg = load_text(text, tmp_path / "line.yaml").config
     assert cfg.items["A"].cost == Decimal("0.1")
     assert cfg.items["B"].cost == Decimal("1E-9")
-    assert cfg.boms["A"].components[0].qty == Decimal("0.333333333333333333333333")
+    assert cfg.boms["A"].components[0].qty == Decimal("0.333333333")
+
+
+_TOO_MANY_DIGITS = (
+    "has too many digits (at most 14 digits, at most 9 of them after the decimal point)"
+)
+_ABOVE_BOUND = "Input should be less than or equal to 1000000000"
+
+
+@pytest.mark.parametrize(
+    ("qty", "why"),
+    [
+        ("0.333333333333333333333333", f"0.333333333333333333333333 {_TOO_MANY_DIGITS}"),
+        ("1e400", _ABOVE_BOUND),
+        ("123456789012345", _ABOVE_BOUND),
+    ],
+)
+def test_a_quantity_beyond_the_digits_bound_is_refused_with_its_line(
+    tmp_path: Path, qty: str, why: str
+) -> None:
+    """Decimal's 28-digit context would round it (or fail) at the first backflush."""
+    text = (
+        MINIMAL.replace("DATA", "var")
+        + "items:\n  A: {uom: kg}\n  B: {uom: kg}\n"
+        + f"boms:\n  A:\n    components:\n      - {{item: B, qty: {qty}}}\n"
+    )
+    with pytest.raises(ConfigInvalid) as info:
+        load_text(text, tmp_path / "line.yaml")
+    assert [str(e).split(": ", 1)[1] for e in info.value.errors] == [
+        f"boms.A.components[0].qty: {why}"
+    ]
+    assert info.value.errors[0].line == 8
+
+
+@pytest.mark.parametrize(
+    ("code", "why"),
+    [
+        ('""', "empty"),
+        ('"a\\0b"', "unprintable character U+0000"),
+        ('"BOLT "', "starts or ends with a space"),
+        ('"LІNE-3"', "mixes Cyrillic and Latin letters"),
+    ],
+)
+def test_an_item_code_that_is_not_a_plain_code_is_refused(
+    tmp_path: Path, code: str, why: str
+) -> None:
+    text = MINIMAL.replace("DATA", "var") + f"items:\n  {code}: {{uom: ea}}\n"
+    with pytest.raises(ConfigInvalid) as info:
+        load_text(text, tmp_path / "line.yaml")
+    assert len(info.value.errors) == 1 and why in str(info.value.errors[0])
+    assert info.value.errors[0].line == 3
 
 
 def test_gtin_is_stored_as_fourteen_digits(tmp_path: Path) -> None:

@@ -64,6 +64,7 @@ class MasterData:
     items: Mapping[str, Item] = field(default_factory=dict)
     boms: Mapping[str, Bom] = field(default_factory=dict)
     work_centers: Mapping[str, WorkCenter] = field(default_factory=dict)
+    locations: frozenset[str] = frozenset()  # where stock may be: work centers' and declared
 
     def item_by_gtin(self) -> dict[str, str]:
         return {i.gtin: i.code for i in self.items.values() if i.gtin}

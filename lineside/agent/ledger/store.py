@@ -15,14 +15,20 @@ from typing import Any
 
 from lineside.agent.domain.backflush import Carry, Move
 from lineside.agent.domain.model import NO_LOT, LotBalance
+from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
+# The ledger holds the plant's stock and costs: never readable by every user, whatever the
+# umask (0640 at most; the umask may take more away). SQLite would make it 0644.
+LEDGER_MODE = 0o640
+DATA_DIR_MODE = 0o750
 
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the ledger with the durability settings it relies on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    _create(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -30,6 +36,18 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     migrate(conn)
     return conn
+
+
+def _create(path: Path) -> None:
+    """Create a new ledger file with LEDGER_MODE before SQLite opens it: SQLite gives its
+    -wal and -shm files the mode of the database file."""
+    if str(path) == ":memory:":  # SQLite's own database in memory, no file (unit tests)
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, LEDGER_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +178,14 @@ class UnitOfWork:
     # -- idempotency -------------------------------------------------------------------
     def seen(self, key: str) -> str | None:
         """The stored reply of an event already applied, or None."""
-        row = self.conn.execute("SELECT reply FROM events WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0] or "")
+        found = self.seen_as(key)
+        return None if found is None else found[1]
+
+    def seen_as(self, key: str) -> tuple[str, str] | None:
+        """The kind of command an event key was used for and its stored reply, or None."""
+        row = self.conn.execute("SELECT kind, reply FROM events WHERE key = ?", (key,))
+        found = row.fetchone()
+        return None if found is None else (str(found[0]), str(found[1] or ""))
 
     def remember(self, key: str, kind: str, ts: datetime, reply: str = "") -> None:
         self.conn.execute(
@@ -179,6 +203,11 @@ class UnitOfWork:
             (item, location, lot),
         ).fetchone()
         return Decimal(row[0]) if row else Decimal(0)
+
+    def on_hand(self, item: str) -> list[Decimal]:
+        """The item's balances that are not zero, at every location and lot."""
+        found = self.conn.execute("SELECT qty FROM stock WHERE item = ?", (item,)).fetchall()
+        return [q for (text,) in found if (q := Decimal(text))]
 
     def post(self, move: Move, uom: str, posting: Posting) -> dict[str, Any]:
         """Apply a move to stock and journal it, with its outbox row; returns the transaction."""
@@ -198,12 +227,12 @@ class UnitOfWork:
                 "kind": move.kind,
                 "item": move.item,
                 "location": move.location,
-                "qty": str(move.qty),
+                "qty": decimal_text(move.qty),
                 "uom": uom,
                 "lot": move.lot or None,
                 "order": posting.order_no,
                 "work_center": posting.work_center,
-                "cost": str(move.cost),
+                "cost": decimal_text(move.cost),
                 "cause": posting.cause,
             }
             for n, (move, uom) in enumerate(moves)
@@ -243,7 +272,8 @@ class UnitOfWork:
         rows = []
         for i, (move, _) in enumerate(moves):
             balance, requeued = self._moved(move)
-            rows.append((move.item, move.location, move.lot, str(balance), first + i, requeued))
+            text = decimal_text(balance)
+            rows.append((move.item, move.location, move.lot, text, first + i, requeued))
         # A row whose balance comes back above zero as new stock (see _new_stock) queues
         # behind the lots that arrived meanwhile.
         self.conn.executemany(
@@ -427,7 +457,7 @@ class UnitOfWork:
         self.conn.execute(
             "INSERT INTO orders (order_no, work_center, item, qty, status, started_ts)"
             " VALUES (?, ?, ?, ?, 'active', ?)",
-            (order_no, wc, item, None if qty is None else str(qty), iso(ts)),
+            (order_no, wc, item, None if qty is None else decimal_text(qty), iso(ts)),
         )
         self._orders.clear()
 

@@ -25,9 +25,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from lineside import __version__
-from lineside.agent.config import LoadedConfig, MqttConfig
+from lineside.agent.config import LoadedConfig
 from lineside.agent.ledger import live as ledger_live
 from lineside.agent.ledger.store import connect
+from lineside.agent.liveness import Loop
 from lineside.agent.sparkplug import codec
 from lineside.agent.sparkplug.codec import DataType, Metric, Value
 from lineside.agent.sparkplug.host import PrimaryHost, Seq, Topics
@@ -50,6 +51,7 @@ from lineside.agent.sync.client import (
     explain_refusal,
     new_client,
     settings_from,
+    sparkplug_broker,
     start_connect,
 )
 from lineside.clock import Clock, utc_now
@@ -66,18 +68,8 @@ def client_settings(loaded: LoadedConfig) -> ClientSettings:
     spb = loaded.config.sparkplug
     assert spb is not None
     client_id = f"{loaded.config.gateway.id}-sparkplug"
-    if spb.host is None:
-        mqtt_cfg = loaded.config.mqtt.model_copy(update={"keepalive_s": spb.keepalive_s})
-        return settings_from(loaded, client_id, section=mqtt_cfg)
-    own = MqttConfig(
-        host=spb.host,
-        port=spb.port or 1883,
-        username=spb.username,
-        password_file=spb.password_file,
-        tls=spb.tls,
-        keepalive_s=spb.keepalive_s,
-    )
-    return settings_from(loaded, client_id, section=own, key="sparkplug")
+    key = "mqtt" if spb.host is None else "sparkplug"
+    return settings_from(loaded, client_id, section=sparkplug_broker(loaded), key=key)
 
 
 class SparkplugNode:
@@ -129,6 +121,10 @@ class SparkplugNode:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
+
+    def loops(self) -> list[Loop]:
+        """The node's thread, for the agent's health and watchdog."""
+        return [Loop(self._thread, self._stop.is_set)]
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """NDEATH, DISCONNECT, and the thread ends; waits at most about timeout_s."""

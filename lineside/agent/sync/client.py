@@ -6,9 +6,11 @@ and never formatted into a log line.
 
 from __future__ import annotations
 
+import grp
 import logging
 import random
 import ssl
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from lineside.agent.config import LoadedConfig, MqttConfig
+from lineside.agent.config import ConfigError, LoadedConfig, MqttConfig
+from lineside.agent.yamlsource import KeyPath, format_path
 
 log = logging.getLogger("lineside.sync")
 PAHO_LOGGER = "lineside.sync.paho"
@@ -30,8 +33,13 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 class SyncSetupError(Exception):
     """The MQTT settings cannot be used: an unreadable certificate, key or password file.
 
-    Start-up stops with this message; it names the file and the config key.
+    Start-up stops with this message; it names the file and the config key, which key
+    also holds as a key path (empty when no one key is to blame).
     """
+
+    def __init__(self, message: str, key: KeyPath = ()) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -66,13 +74,16 @@ def settings_from(
     mqtt_cfg = loaded.config.mqtt if section is None else section
     password = None
     if mqtt_cfg.password_file is not None:
-        password = read_password(loaded.resolve(mqtt_cfg.password_file), f"{key}.password_file")
+        password = read_password(loaded.resolve(mqtt_cfg.password_file), (key,))
+        for warning in file_warnings(loaded, mqtt_cfg, key):
+            log.warning("%s", warning)
     context = None
     if mqtt_cfg.tls is not None:
         context = ssl_context(mqtt_cfg, loaded, key)
     elif password is not None:
-        log.warning("%s: a password is configured without tls: it crosses the network in clear",
-                    key)
+        log.warning(
+            "%s: a password is configured without tls: it crosses the network in clear", key
+        )
     return ClientSettings(
         host=mqtt_cfg.host,
         port=mqtt_cfg.port,
@@ -86,48 +97,137 @@ def settings_from(
     )
 
 
-def read_password(path: Path, key: str = "mqtt.password_file") -> str:
+def check_files(loaded: LoadedConfig) -> list[ConfigError]:
+    """What `lineside check` and a reload find wrong with the files the broker sections
+    name (mqtt, and sparkplug when it has a broker of its own): each must be readable, the
+    password not empty, and the TLS context must build from the CA, certificate and key
+    (PEM, the key belonging to the certificate).
+
+    The same reads as at start-up, so that a config `check` passes also starts.
+    """
+    errors: list[ConfigError] = []
+    for key, mqtt_cfg in broker_sections(loaded):
+        try:
+            if mqtt_cfg.password_file is not None:
+                read_password(loaded.resolve(mqtt_cfg.password_file), (key,))
+        except SyncSetupError as exc:
+            errors.append(loaded.error(exc.key, str(exc)))
+        try:
+            if mqtt_cfg.tls is not None:
+                ssl_context(mqtt_cfg, loaded, key)
+        except SyncSetupError as exc:
+            errors.append(loaded.error(exc.key, str(exc)))
+    return errors
+
+
+def broker_sections(loaded: LoadedConfig) -> list[tuple[str, MqttConfig]]:
+    """Every broker the config connects to, with the key of the section that names it."""
+    sections = [("mqtt", loaded.config.mqtt)]
+    spb = loaded.config.sparkplug
+    if spb is not None and spb.host is not None:
+        sections.append(("sparkplug", sparkplug_broker(loaded)))
+    return sections
+
+
+def sparkplug_broker(loaded: LoadedConfig) -> MqttConfig:
+    """The Sparkplug node's broker settings: its own host if given, else the mqtt: broker."""
+    spb = loaded.config.sparkplug
+    assert spb is not None
+    if spb.host is None:
+        return loaded.config.mqtt.model_copy(update={"keepalive_s": spb.keepalive_s})
+    return MqttConfig(
+        host=spb.host,
+        port=spb.port or 1883,
+        username=spb.username,
+        password_file=spb.password_file,
+        tls=spb.tls,
+        keepalive_s=spb.keepalive_s,
+    )
+
+
+def file_warnings(
+    loaded: LoadedConfig, mqtt_cfg: MqttConfig | None = None, key: str = "mqtt"
+) -> list[str]:
+    """A password file that others can read: every user (o+r), or a group other than the
+    config file's own (the documented install gives both to root:lineside, 0640)."""
+    mqtt_cfg = loaded.config.mqtt if mqtt_cfg is None else mqtt_cfg
+    if mqtt_cfg.password_file is None:
+        return []
+    path = loaded.resolve(mqtt_cfg.password_file)
+    try:
+        mode = path.stat()
+        config_gid = loaded.path.stat().st_gid
+    except OSError:
+        return []  # an error of check_files
+    perms = f"mode {stat.S_IMODE(mode.st_mode):04o}"
+    fix = "chmod 0600 it, or 0640 with the config file's group"
+    if mode.st_mode & stat.S_IROTH:
+        return [f"{key}.password_file: {path} can be read by every user ({perms}): {fix}"]
+    if mode.st_mode & stat.S_IRGRP and mode.st_gid != config_gid:
+        group, config_group = _group_name(mode.st_gid), _group_name(config_gid)
+        return [
+            f"{key}.password_file: {path} can be read by group {group} ({perms}), not only by"
+            f" the config file's group {config_group}: {fix}"
+        ]
+    return []
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def read_password(path: Path, section: KeyPath = ("mqtt",)) -> str:
+    key = (*section, "password_file")
+    where = format_path(key)
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise SyncSetupError(
-            f"cannot read the MQTT password file {path} ({key}): {_reason(exc)}"
+            f"cannot read the MQTT password file {path} ({where}): {_reason(exc)}", key
         ) from None
     if not text:
-        raise SyncSetupError(f"the MQTT password file {path} ({key}) is empty")
+        raise SyncSetupError(f"the MQTT password file {path} ({where}) is empty", key)
     return text
 
 
-def ssl_context(cfg: MqttConfig, loaded: LoadedConfig, key: str = "mqtt") -> ssl.SSLContext:
+def ssl_context(cfg: MqttConfig, loaded: LoadedConfig, section: str = "mqtt") -> ssl.SSLContext:
     """A verifying TLS context: the CA (or the system's), and the client certificate if any."""
     tls = cfg.tls
     assert tls is not None
+    ca_key: KeyPath = (section, "tls", "ca_file")
+    cert_key: KeyPath = (section, "tls", "cert_file")
+    key_key: KeyPath = (section, "tls", "key_file")
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if tls.ca_file is not None:
-        ca = _readable(loaded.resolve(tls.ca_file), "CA certificate", f"{key}.tls.ca_file")
+        ca = _readable(loaded.resolve(tls.ca_file), "CA certificate", ca_key)
         try:
             context.load_verify_locations(cafile=str(ca))
         except ssl.SSLError as exc:
             raise SyncSetupError(
-                f"the CA certificate {ca} ({key}.tls.ca_file) is not a PEM certificate: "
-                f"{_reason(exc)}"
+                f"the CA certificate {ca} ({format_path(ca_key)}) is not a PEM certificate: "
+                f"{_reason(exc)}",
+                ca_key,
             ) from None
     if tls.key_file is not None and tls.cert_file is None:
-        raise SyncSetupError(f"{key}.tls.key_file is set without {key}.tls.cert_file")
-    if tls.cert_file is not None:
-        cert = _readable(
-            loaded.resolve(tls.cert_file), "client certificate", f"{key}.tls.cert_file"
+        raise SyncSetupError(
+            f"{format_path(key_key)} is set without {format_path(cert_key)}", key_key
         )
+    if tls.cert_file is not None:
+        cert = _readable(loaded.resolve(tls.cert_file), "client certificate", cert_key)
         private = None
         if tls.key_file is not None:
-            private = _readable(loaded.resolve(tls.key_file), "client key", f"{key}.tls.key_file")
+            private = _readable(loaded.resolve(tls.key_file), "client key", key_key)
         try:
             context.load_cert_chain(str(cert), None if private is None else str(private))
         except (ssl.SSLError, OSError) as exc:
             names = f"{cert}" if private is None else f"{cert} with key {private}"
             raise SyncSetupError(
-                f"cannot use the client certificate {names} ({key}.tls.cert_file/key_file):"
-                f" not a PEM certificate and key that belong together ({_reason(exc)})"
+                f"cannot use the client certificate {names} ({section}.tls.cert_file/key_file):"
+                f" not a PEM certificate and key that belong together ({_reason(exc)})",
+                cert_key,
             ) from None
     if tls.insecure:
         # As paho's tls_insecure_set: the chain is still verified, the host name is not.
@@ -135,12 +235,15 @@ def ssl_context(cfg: MqttConfig, loaded: LoadedConfig, key: str = "mqtt") -> ssl
     return context
 
 
-def _readable(path: Path, what: str, key: str) -> Path:
+def _readable(path: Path, what: str, key: KeyPath) -> Path:
+    where = format_path(key)
     try:
         with path.open("rb") as handle:
             handle.read(1)
     except OSError as exc:
-        raise SyncSetupError(f"cannot read the {what} {path} ({key}): {_reason(exc)}") from None
+        raise SyncSetupError(
+            f"cannot read the {what} {path} ({where}): {_reason(exc)}", key
+        ) from None
     return path
 
 
@@ -160,14 +263,19 @@ def new_client(
     will_retain: bool = True,
     max_inflight: int = 20,
     logger: logging.Logger | None = None,
+    manual_ack: bool = False,
 ) -> mqtt.Client:
-    """A fresh client; one per connection attempt, so nothing stale is re-sent behind our back."""
+    """A fresh client; one per connection attempt, so nothing stale is re-sent behind our back.
+
+    manual_ack: paho acknowledges a received message only when told (Client.ack).
+    """
     v5 = settings.protocol == "5"
     kwargs: dict[str, Any] = {
         "callback_api_version": CallbackAPIVersion.VERSION2,
         "client_id": settings.client_id,
         "protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         "reconnect_on_failure": False,
+        "manual_ack": manual_ack,
     }
     if not v5:
         kwargs["clean_session"] = not persistent

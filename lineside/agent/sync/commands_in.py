@@ -28,13 +28,18 @@ from lineside.agent.commands import (
     Reverse,
     StartOrder,
 )
+from lineside.agent.inputs import parse_quantity
 from lineside.agent.sync.contract import Contract
 from lineside.agent.sync.payloads import COMMAND_NAMES, Topics, reply
 
 log = logging.getLogger("lineside.sync.commands")
 
 MAX_COMMAND_BYTES = 64 * 1024
-_DECIMAL = re.compile(r"-?\d+(\.\d+)?")
+# The deepest command (bom.put: object, components list, component) needs 3 levels. Checked
+# before parsing: Python's json recurses per level, and 30,000 levels fit in 64 KiB.
+MAX_NESTING = 16
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
 # Enough to find the request_id of a payload we will not parse (too big, or broken JSON).
 _SNIFF_BYTES = 4096
 _REQUEST_ID = re.compile(rb'"request_id"\s*:\s*"((?:[^"\\\r\n]|\\.){1,128})"')
@@ -89,14 +94,22 @@ class CommandParser:
                 sniff_request_id(payload),
                 error=f"payload of {len(payload)} bytes is over the {self.max_bytes}-byte limit",
             )
+        if nesting(payload) > MAX_NESTING:
+            return Parsed(
+                name,
+                sniff_request_id(payload),
+                error=f"payload is nested more than {MAX_NESTING} levels deep",
+            )
         try:
-            data = json.loads(payload.decode("utf-8"))
+            data = json.loads(payload.decode("utf-8"), object_pairs_hook=_unique_keys)
         except UnicodeDecodeError:
             return Parsed(name, sniff_request_id(payload), error="payload is not UTF-8 text")
         except json.JSONDecodeError as exc:
             return Parsed(
                 name, sniff_request_id(payload), error=f"payload is not valid JSON: {exc}"
             )
+        except _DuplicateKey as exc:
+            return Parsed(name, sniff_request_id(payload), error=str(exc))
         if not isinstance(data, dict):
             return Parsed(name, None, error="payload must be a JSON object")
         raw_id = data.get("request_id")
@@ -116,6 +129,32 @@ class CommandParser:
         except ValueError as exc:
             return Parsed(name, request_id, error=str(exc))
         return Parsed(name, request_id, command=command)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are unique: a repeated key is refused, not the last one taken."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        keys = [key for key, _ in pairs]
+        repeated = next(key for n, key in enumerate(keys) if key in keys[:n])
+        raise _DuplicateKey(f"duplicate key {repeated!r} in the payload")
+    return data
+
+
+def nesting(payload: bytes) -> int:
+    """How deep lists and objects nest in a JSON text (brackets inside strings not counted)."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_JSON_STRING.sub(b"", payload)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def sniff_request_id(payload: bytes) -> str | None:
@@ -157,16 +196,18 @@ def _outcome(parsed: Parsed, ledger: LedgerProtocol) -> tuple[bool, str | None]:
     except Exception as exc:  # the agent keeps running: answer, log the trace once
         log.exception("command %s %s failed", parsed.name, parsed.request_id)
         return False, f"internal error: {type(exc).__name__}: {exc}"
+    used_for = result.detail.get("used_for")
+    if used_for is not None:
+        name = NAME_OF.get(used_for, used_for)
+        return False, f"request_id {parsed.request_id} was used for {name}"
     return result.ok, None if result.ok else (result.error or "refused")
 
 
 # -- payload -> command ------------------------------------------------------------------
 def decimal(value: str, field: str) -> Decimal:
     # The schema checked the pattern; fullmatch also refuses the trailing newline that
-    # a JSON Schema '$' lets through.
-    if not _DECIMAL.fullmatch(value):
-        raise ValueError(f'{field}: {value!r} is not a decimal string such as "12.5"')
-    return Decimal(value)
+    # a JSON Schema '$' lets through, and non-ASCII digits.
+    return parse_quantity(value, field)
 
 
 def _receipt(d: dict[str, Any], key: str, ts: datetime) -> Command:
@@ -236,6 +277,17 @@ def _check_decimals(data: dict[str, Any], prefix: str) -> None:
         if isinstance(data.get(name), str):
             decimal(data[name], prefix + name)
 
+
+# The command name of each kind of command the ledger remembers (events.kind).
+NAME_OF = {
+    "Receive": "receipt",
+    "Count": "count",
+    "StartOrder": "order.start",
+    "CloseOrder": "order.close",
+    "Reverse": "reverse",
+    "PutItem": "item.put",
+    "PutBom": "bom.put",
+}
 
 _BUILDERS: dict[str, Callable[[dict[str, Any], str, datetime], Command]] = {
     "receipt": _receipt,

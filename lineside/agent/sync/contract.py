@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 
 OUT_SCHEMAS = ("tx", "alert", "status", "stock", "reply")
-DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
+DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 
 
 def schema_text(name: str) -> str:

@@ -6,8 +6,10 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.store import iso
 
 COMMAND_NAMES = (
@@ -99,7 +101,7 @@ def stock(gateway: str, ts: datetime, balances: Iterable[dict[str, Any]]) -> byt
             "item": b["item"],
             "location": b["location"],
             "lot": b.get("lot") or None,
-            "qty": str(b["qty"]),
+            "qty": decimal_text(Decimal(b["qty"])),
             "uom": b["uom"],
         }
         for b in balances

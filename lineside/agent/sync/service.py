@@ -11,7 +11,8 @@ Three threads, all started by start():
   and stores messages ahead of the window, records acknowledgements, marks rows sent,
   notices changes to the ledger, prunes what is past retention.
 - lineside-sync-worker does what may block on the Ledger: commands and stock snapshots.
-  Replies come back through a queue and the network thread publishes them.
+  Replies come back through a queue and the network thread publishes them; so do the
+  acknowledgements of commands, sent only once a command is durable (inbox.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import paho.mqtt.client as mqtt
 from lineside import __version__
 from lineside.agent.config import LoadedConfig
 from lineside.agent.ledger.store import connect
+from lineside.agent.liveness import Loop
 from lineside.agent.sync import payloads
 from lineside.agent.sync.client import (
     PAHO_LOGGER,
@@ -53,9 +55,8 @@ from lineside.agent.sync.commands_in import (
     CommandParser,
     LedgerProtocol,
     Outgoing,
-    handle,
-    sniff_request_id,
 )
+from lineside.agent.sync.inbox import Answer, Inbox, Returned
 from lineside.agent.sync.outbox import OutboxStore
 from lineside.agent.sync.publisher import Feeder, Pipeline, Window
 from lineside.agent.sync.status import prune, sync_status
@@ -178,7 +179,6 @@ class Sync:
         self.reconnect_max_s = max(reconnect_max_s, reconnect_min_s)
         self.last_error: str | None = None
         self.reconnects = 0
-        self.commands = 0
         self.pipeline = Pipeline(ahead=max(2, AHEAD_ROWS // self.mqtt.batch_max))
         self.window = Window(self.pipeline, self.topics, self.mqtt.inflight_max, clock)
         self._connected = False
@@ -187,7 +187,8 @@ class Sync:
         self._store_stop = threading.Event()
         self._stop_timeout_s = 5.0
         self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue(TASK_QUEUE_MAX)
-        self._outgoing: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
+        self._outgoing: queue.SimpleQueue[Returned] = queue.SimpleQueue()
+        self.inbox = Inbox(self.topics, ledger, self.parser, self._submit, self._outgoing)
         self._threads: list[threading.Thread] = []
         self._started = False
         self._lock_file: IO[bytes] | None = None
@@ -242,6 +243,17 @@ class Sync:
             self._lock_file.close()
             self._lock_file = None
 
+    def loops(self) -> list[Loop]:
+        """The three threads while they should run (none before start or after stop)."""
+        if len(self._threads) != 3:
+            return []
+        network, store, worker = self._threads
+        return [
+            Loop(network, self._stop.is_set),
+            Loop(store, self._store_stop.is_set),
+            Loop(worker, self._store_stop.is_set),  # told to end after the store thread
+        ]
+
     def rows_written(self) -> None:
         """The ledger just committed outbox rows: look now instead of at the next poll.
 
@@ -261,6 +273,11 @@ class Sync:
     @property
     def last_ack_ts(self) -> datetime | None:
         return self.window.last_ack_ts
+
+    @property
+    def commands(self) -> int:
+        """Command messages received (retained ones and other topics not counted)."""
+        return self.inbox.received
 
     def counters(self) -> dict[str, int]:
         """Monotonic counts for metrics."""
@@ -330,6 +347,7 @@ class Sync:
             will=will,
             max_inflight=self.mqtt.inflight_max + PAHO_INFLIGHT_EXTRA,
             logger=self._link.logger(),
+            manual_ack=True,
         )
         self._wire(client)
         try:
@@ -383,6 +401,7 @@ class Sync:
         self.pipeline.on_ready = lambda: _wake(client)
         self._other_mids.clear()
         self.window.reset()
+        self.inbox.connected(client)
         online = payloads.status_online(self.version, self.clock())
         self._publish(transport, Outgoing(self.topics.status, online, retain=True))
         if self.ledger is not None:
@@ -407,6 +426,7 @@ class Sync:
             return False
         finally:
             self.pipeline.on_ready = lambda: None
+            self.inbox.disconnected()
             self._connected = self._subscribed = False
             _close(client)
 
@@ -423,9 +443,14 @@ class Sync:
         offline = payloads.status_offline(self.version, self.clock())
         self._publish(transport, Outgoing(self.topics.status, offline, retain=True))
         deadline = time.monotonic() + self._stop_timeout_s
-        while (self.window.inflight or self._other_mids) and time.monotonic() < deadline:
+        # Commands being applied get their acknowledgement too, if they finish in time;
+        # the others the broker delivers again at the next start.
+        while (
+            self.window.inflight or self._other_mids or self.inbox.acks.waiting
+        ) and time.monotonic() < deadline:
             if client.loop(LOOP_WAIT_S) != mqtt.MQTT_ERR_SUCCESS:
                 break
+            self._drain_outgoing(transport)
         if self.window.inflight:
             log.warning(
                 "stopped with %d messages unacknowledged: they are sent again at the next start",
@@ -434,8 +459,10 @@ class Sync:
         client.disconnect()
         log.info("disconnected from %s", self.settings.where)
 
-    def _publish(self, transport: _Transport, out: Outgoing) -> None:
-        self._other_mids.add(transport.publish(out.topic, out.payload, out.qos, out.retain))
+    def _publish(self, transport: _Transport, out: Outgoing) -> int:
+        mid = transport.publish(out.topic, out.payload, out.qos, out.retain)
+        self._other_mids.add(mid)
+        return mid
 
     def _drain_outgoing(self, transport: _Transport) -> None:
         if self._outgoing.empty():  # the usual case: no exception raised and caught
@@ -445,7 +472,10 @@ class Sync:
                 out = self._outgoing.get_nowait()
             except queue.Empty:
                 return
-            self._publish(transport, out)
+            if isinstance(out, Answer):
+                self.inbox.answered(out, lambda reply: self._publish(transport, reply))
+            else:
+                self._publish(transport, out)
 
     # -- paho callbacks (network thread, inside client.loop) -----------------------------------
     def _on_connect(
@@ -467,6 +497,7 @@ class Sync:
         ok = not getattr(reason, "is_failure", False)
         if not self.window.on_ack(mid, ok, "" if ok else str(reason)):
             self._other_mids.discard(mid)
+            self.inbox.reply_acked(mid)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, properties: Any
@@ -482,17 +513,7 @@ class Sync:
             )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if not message.topic.startswith(self.topics.cmd_prefix):
-            return
-        name = message.topic[len(self.topics.cmd_prefix) :]
-        payload = bytes(message.payload)
-        self.commands += 1
-        if self._submit(lambda: self._run_command(name, payload)):
-            return
-        request_id = sniff_request_id(payload)
-        if request_id is not None:
-            busy = payloads.reply(request_id, False, "the gateway is busy: try again later")
-            self._outgoing.put(Outgoing(self.topics.reply(name), busy))
+        self.inbox.on_message(message)
 
     # -- store thread ------------------------------------------------------------------------
     def _run_store(self) -> None:
@@ -564,12 +585,6 @@ class Sync:
                 task()
             except Exception:  # a task never ends the worker (invariant 7)
                 log.exception("sync worker task failed")
-
-    def _run_command(self, name: str, payload: bytes) -> None:
-        assert self.ledger is not None
-        out = handle(self.parser.parse(name, payload), self.ledger, self.topics)
-        if out is not None:
-            self._outgoing.put(out)
 
     def _publish_stock(self, force: bool) -> None:
         try:

@@ -26,6 +26,7 @@ from lineside.agent.sync.client import (
     settings_from,
     start_connect,
 )
+from lineside.agent.sync.contract import Contract
 from lineside.agent.sync.payloads import Topics
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -53,6 +54,8 @@ class TailEvent:
             out.update(seq=self.seq, transactions=self.new, duplicates=self.duplicates)
             if self.missing is not None:
                 out["missing"] = list(self.missing)
+            if self.error is not None:
+                out["error"] = self.error
         elif self.error is not None:
             out["error"] = self.error
         else:
@@ -74,6 +77,7 @@ class TailChecker:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._last_seq: dict[str, int] = {}
         self._digests: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._contract = Contract()
 
     def feed(self, topic: str, payload: bytes) -> TailEvent:
         self.messages += 1
@@ -84,8 +88,18 @@ class TailChecker:
             return TailEvent(topic, "invalid", check="invalid", error=f"not JSON: {exc}")
         if kind != "tx":
             return TailEvent(topic, kind, data)
-        if not isinstance(data, dict) or not isinstance(data.get("seq"), int):
-            return TailEvent(topic, "tx", data, check="invalid", error="no integer seq")
+        errors = self._contract.errors("tx", data)
+        if errors:  # not what the gateway sends: shown, never counted or de-duplicated
+            seq = data.get("seq") if isinstance(data, dict) else None
+            shown = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if errors[3:] else "")
+            return TailEvent(
+                topic,
+                "tx",
+                data,
+                seq=seq if isinstance(seq, int) else None,
+                check="invalid",
+                error=f"does not fit the tx schema: {shown}",
+            )
         return self._tx(topic, data, payload)
 
     def _kind(self, topic: str) -> str:
@@ -181,7 +195,7 @@ def _human_tx(event: TailEvent) -> str:
     elif event.check == "repeat-different":
         lines.append(f"REPEAT: seq {event.seq} received again with DIFFERENT content")
     elif event.check == "invalid":
-        lines.append(f"INVALID {event.topic}: {event.error}")
+        return f"INVALID {event.topic} seq={event.seq}: {event.error}"
     lines.append(head)
     for tx in event.new:
         lot = f" lot={tx.get('lot')}" if tx.get("lot") else ""
