@@ -208,7 +208,7 @@ class SparkplugConfig(Model):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     primary_host_id: str | None = Field(default=None, pattern=NAME, max_length=64)
     interval_s: Decimal = Field(default=Decimal(1), ge=Decimal("0.05"), le=3600)
-    stopped_after_s: Decimal = Field(default=Decimal(60), gt=0)
+    stopped_after_s: Decimal = Field(default=Decimal(60), gt=0, le=86400)
     stock: list[str] = []
 
 

@@ -113,7 +113,12 @@ def test_shipped_configs_are_valid(config: Path, capsys: pytest.CaptureFixture[s
         assert cli.main(["check", "-c", str(config)]) == 2
         out, err = capsys.readouterr()
         keys = re.findall(rf"^{re.escape(str(config))}:\d+: (\S+): ", err, re.MULTILINE)
-        assert keys == ["mqtt.password_file", "mqtt.tls.ca_file"], err
+        assert keys == [
+            "mqtt.password_file",
+            "mqtt.tls.ca_file",
+            "sparkplug.password_file",
+            "sparkplug.tls.ca_file",
+        ], err
         return
     assert cli.main(["check", "-c", str(config)]) == 0
     out, err = capsys.readouterr()
