@@ -279,9 +279,14 @@ TX_COLUMNS = ("kind", "item", "location", "lot", "qty", "uom", "order", "cost", 
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from lineside.agent.sync.client import check_files, file_warnings
+
     loaded = _load(args)
+    errors = check_files(loaded)
+    if errors:
+        raise ConfigInvalid(errors)
     cfg = loaded.config
-    for warning in loaded.warnings:
+    for warning in [*loaded.warnings, *file_warnings(loaded)]:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: ok ({len(cfg.items)} items, {len(cfg.boms)} BOMs, "

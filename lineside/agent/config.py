@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -21,7 +23,8 @@ from pydantic import (
 )
 
 from lineside.agent.inputs import BadInput, check_code, check_quantity
-from lineside.agent.yamlsource import KeyPath, Source, format_path, parse
+from lineside.agent.sparkplug.checks import sparkplug_problems
+from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
 from lineside.drivers.dosing import AsciiMeterConfig
 from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_conflicts
 from lineside.drivers.scanner import SerialScannerConfig
@@ -30,6 +33,7 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 # What a counter or meter can make a second at most, unless configured: a drop that would
 # be a rollover of more than this (per second since the last read) is a reset.
 DEFAULT_MAX_RATE = Decimal(1000)
+MAX_FILE_BYTES = 1024 * 1024  # some 12,000 items; parsing that takes seconds on a gateway
 TOPIC_SAFE = r"^[A-Za-z0-9_\-]+$"
 
 
@@ -37,16 +41,34 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
+def _plain_path(value: object) -> object:
+    """A path as the agent will use it: no NUL (the OS cannot take it), no ~ (which only a
+    shell expands, and to another folder for each user: root's under sudo)."""
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ValueError("a path cannot contain a NUL character")
+        if value.startswith("~"):
+            raise ValueError(
+                f"{value!r} starts with ~, which is not expanded: write the full path"
+                " (or one relative to this file)"
+            )
+    return value
+
+
+FilePath = Annotated[Path, BeforeValidator(_plain_path)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_plain_path)]
+
+
 class GatewayConfig(Model):
     id: str = Field(pattern=TOPIC_SAFE, max_length=64)
     site: str = Field(pattern=TOPIC_SAFE, max_length=64)
-    data_dir: Path = Path("./var")
+    data_dir: FilePath = Path("./var")
 
 
 class TlsConfig(Model):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: OptionalPath = None
+    cert_file: OptionalPath = None
+    key_file: OptionalPath = None
     insecure: bool = False
 
 
@@ -54,7 +76,7 @@ class MqttConfig(Model):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
-    password_file: Path | None = None
+    password_file: OptionalPath = None
     tls: TlsConfig | None = None
     topic_prefix: str = "lineside/v1"
     protocol: Literal["3.1.1", "5"] = "3.1.1"
@@ -67,8 +89,8 @@ class MqttConfig(Model):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     batch_max: int = Field(default=100, ge=1, le=10_000)
     inflight_max: int = Field(default=20, ge=1, le=1000)
-    retention_days: Decimal = Field(default=Decimal(7), ge=0)
-    stock_interval_s: Decimal = Field(default=Decimal(5), ge=0)
+    retention_days: Decimal = Field(default=Decimal(7), ge=0, le=3650)
+    stock_interval_s: Decimal = Field(default=Decimal(5), ge=0, le=3600)
 
     @field_validator("topic_prefix")
     @classmethod
@@ -85,8 +107,8 @@ Quantity = Annotated[Decimal, AfterValidator(lambda value: check_quantity(value,
 class ItemConfig(Model):
     uom: str = Field(min_length=1, max_length=16)
     decimals: int = Field(default=0, ge=0, le=9)
-    cost: Quantity = Field(default=Decimal(0), ge=0)
-    conversion_cost: Quantity = Field(default=Decimal(0), ge=0)
+    cost: Quantity = Field(default=Decimal(0), ge=0, le=1_000_000_000)
+    conversion_cost: Quantity = Field(default=Decimal(0), ge=0, le=1_000_000_000)
     phantom: bool = False
     gtin: str | None = None
     description: str = ""
@@ -113,14 +135,14 @@ def gtin_check_digit(body: str) -> int:
 
 class ComponentConfig(Model):
     item: str
-    qty: Quantity = Field(gt=0)
+    qty: Quantity = Field(gt=0, le=1_000_000_000)
     scrap_pct: Quantity = Field(default=Decimal(0), ge=0, le=1000)
     stage: str | None = None
     flush: Literal["standard", "measured"] = "standard"
 
 
 class BomConfig(Model):
-    per: Quantity = Field(default=Decimal(1), gt=0)
+    per: Quantity = Field(default=Decimal(1), gt=0, le=1_000_000_000)
     components: list[ComponentConfig] = Field(min_length=1)
 
 
@@ -135,8 +157,9 @@ class WorkCenterConfig(Model):
     counters: CountersConfig = CountersConfig()
     stages: dict[str, str] = {}
     on_shortage: Literal["allow", "hold"] = "allow"
-    max_delta: int = Field(default=100_000, ge=1)
-    max_rate: Quantity = Field(default=DEFAULT_MAX_RATE, gt=0)  # units a second, at most
+    max_delta: int = Field(default=100_000, ge=1, le=1_000_000_000)
+    # units a second, at most
+    max_rate: Quantity = Field(default=DEFAULT_MAX_RATE, gt=0, le=1_000_000_000)
     order_prefix: str | None = None
 
 
@@ -144,13 +167,25 @@ class MeterConfig(Model):
     point: str
     item: str
     work_center: str
-    max_delta: Quantity = Field(default=Decimal(1_000_000), gt=0)
-    max_rate: Quantity = Field(default=DEFAULT_MAX_RATE, gt=0)  # the item's units a second
+    max_delta: Quantity = Field(default=Decimal(1_000_000), gt=0, le=1_000_000_000)
+    # the item's units a second, at most
+    max_rate: Quantity = Field(default=DEFAULT_MAX_RATE, gt=0, le=1_000_000_000)
+
+
+HOST_PORT = r"^[^:\s]*:[0-9]{1,5}$"
 
 
 class HealthConfig(Model):
-    listen: str = Field(default="127.0.0.1:9750", pattern=r"^[^:\s]*:\d{1,5}$")
+    listen: str = Field(default="127.0.0.1:9750", pattern=HOST_PORT)
     broker_down_after_s: int = Field(default=120, ge=1, le=86_400)
+
+    @field_validator("listen")
+    @classmethod
+    def _port(cls, value: str) -> str:
+        port = int(value.rpartition(":")[2])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} is not a TCP port: use 1..65535")
+        return value
 
 
 class LogConfig(Model):
@@ -162,6 +197,26 @@ DeviceConfig = Annotated[
     ModbusTcpConfig | ModbusRtuConfig | SerialScannerConfig | AsciiMeterConfig,
     Field(discriminator="driver"),
 ]
+
+
+class SparkplugConfig(Model):
+    """The optional Sparkplug B 3.0 edge node: live state for SCADA, read-only, beside P/tx.
+
+    Without host it connects to the mqtt: broker with mqtt's port, credentials, TLS and
+    protocol; with host, only the connection keys given here apply.
+    """
+
+    group_id: str = Field(pattern=NAME, max_length=64)
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    primary_host_id: str | None = Field(default=None, pattern=NAME, max_length=64)
+    interval_s: Decimal = Field(default=Decimal(1), ge=Decimal("0.05"), le=3600)
+    stopped_after_s: Decimal = Field(default=Decimal(60), gt=0, le=86400)
+    stock: list[str] = []
 
 
 class LinesideConfig(Model):
@@ -177,6 +232,7 @@ class LinesideConfig(Model):
     devices: dict[str, DeviceConfig] = {}
     health: HealthConfig | None = None
     log: LogConfig = LogConfig()
+    sparkplug: SparkplugConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -200,11 +256,24 @@ class ConfigInvalid(Exception):
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A valid config and the file it came from (relative paths are resolved against it)."""
+    """A valid config and the file it came from (relative paths are resolved against it).
+
+    name is the file as it was given, lines the line of each key path: for errors found
+    after loading (the files the config names) in the same file:line form.
+    """
 
     config: LinesideConfig
     path: Path
     warnings: tuple[str, ...] = ()
+    name: str = ""
+    lines: Mapping[KeyPath, int] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def error(self, path: KeyPath, message: str) -> ConfigError:
+        return ConfigError(
+            self.name or str(self.path), line_of(self.lines, path), format_path(path), message
+        )
 
     @property
     def data_dir(self) -> Path:
@@ -219,7 +288,9 @@ def load(path: str | Path) -> LoadedConfig:
     file = Path(path)
     name = str(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigInvalid([ConfigError(name, 1, "(file)", f"cannot read: {exc}")]) from None
     return load_text(text, file)
@@ -227,14 +298,17 @@ def load(path: str | Path) -> LoadedConfig:
 
 def load_text(text: str, file: Path) -> LoadedConfig:
     name = str(file)
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        message = f"larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit of a config file"
+        raise ConfigInvalid([ConfigError(name, 1, "(file)", message)])
     try:
         source = parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc)
-        error = ConfigError(name, line, "(yaml)", f"not valid YAML: {problem}")
-        raise ConfigInvalid([error]) from None
+        message = problem if isinstance(exc, Refused) else f"not valid YAML: {problem}"
+        raise ConfigInvalid([ConfigError(name, line, "(yaml)", message)]) from None
     errors = [
         ConfigError(name, line, format_path(key), f"duplicate key (first given on line {first})")
         for key, line, first in source.duplicates
@@ -249,7 +323,13 @@ def load_text(text: str, file: Path) -> LoadedConfig:
     if errors:
         errors.sort(key=lambda e: e.line)
         raise ConfigInvalid(errors)
-    return LoadedConfig(config=config, path=file.resolve(), warnings=tuple(warnings))
+    return LoadedConfig(
+        config=config,
+        path=file.resolve(),
+        warnings=tuple(warnings),
+        name=name,
+        lines=source.lines,
+    )
 
 
 _ENTRY_SECTIONS = ("items", "boms", "work_centers", "meters", "devices")
@@ -313,7 +393,7 @@ def _entry_type(field: str) -> Any:
 _PATTERN_HELP = {
     TOPIC_SAFE: "use letters, digits, '-' and '_' only (it becomes an MQTT topic segment)",
     NAME: "use letters, digits, '.', '-' and '_' only, starting with a letter or digit",
-    r"^[^:\s]*:\d{1,5}$": "write it as HOST:PORT, e.g. 127.0.0.1:9750",
+    HOST_PORT: "write it as HOST:PORT, e.g. 127.0.0.1:9750",
 }
 _UNKNOWN = "unknown key (check the spelling; see docs/configuration.md)"
 
@@ -392,6 +472,7 @@ def check_references(
     problems += _gtin_problems(config)
     problems += _rtu_problems(config)
     problems += _signed_counter_problems(config)
+    problems += sparkplug_problems(config, items)
     bad_devices = invalid["devices"]
     points = {
         f"{dev}.{point}": dev for dev, cfg in config.devices.items() for point in cfg.point_names()

@@ -19,11 +19,16 @@ from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
+# The ledger holds the plant's stock and costs: never readable by every user, whatever the
+# umask (0640 at most; the umask may take more away). SQLite would make it 0644.
+LEDGER_MODE = 0o640
+DATA_DIR_MODE = 0o750
 
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the ledger with the durability settings it relies on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    _create(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -31,6 +36,18 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     migrate(conn)
     return conn
+
+
+def _create(path: Path) -> None:
+    """Create a new ledger file with LEDGER_MODE before SQLite opens it: SQLite gives its
+    -wal and -shm files the mode of the database file."""
+    if str(path) == ":memory:":  # SQLite's own database in memory, no file (unit tests)
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, LEDGER_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ import fcntl
 import logging
 import os
 import queue
-import random
 import sqlite3
 import threading
 import time
@@ -37,17 +36,20 @@ import paho.mqtt.client as mqtt
 from lineside import __version__
 from lineside.agent.config import LoadedConfig
 from lineside.agent.ledger.store import connect
+from lineside.agent.liveness import Loop
 from lineside.agent.sync import payloads
 from lineside.agent.sync.client import (
     PAHO_LOGGER,
     ClientSettings,
     SyncSetupError,
+    backoff_s,
     explain,
     explain_refusal,
     new_client,
     settings_from,
     start_connect,
 )
+from lineside.agent.sync.client import close_client as _close
 from lineside.agent.sync.commands_in import (
     MAX_COMMAND_BYTES,
     CommandParser,
@@ -241,6 +243,17 @@ class Sync:
             self._lock_file.close()
             self._lock_file = None
 
+    def loops(self) -> list[Loop]:
+        """The three threads while they should run (none before start or after stop)."""
+        if len(self._threads) != 3:
+            return []
+        network, store, worker = self._threads
+        return [
+            Loop(network, self._stop.is_set),
+            Loop(store, self._store_stop.is_set),
+            Loop(worker, self._store_stop.is_set),  # told to end after the store thread
+        ]
+
     def rows_written(self) -> None:
         """The ledger just committed outbox rows: look now instead of at the next poll.
 
@@ -322,8 +335,7 @@ class Sync:
             self._connected = False
 
     def _backoff(self, failures: int) -> float:
-        delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(failures - 1, 16))
-        return float(delay * random.uniform(0.8, 1.2))  # many gateways: not in step
+        return backoff_s(failures, self.reconnect_min_s, self.reconnect_max_s)
 
     def _open(self) -> mqtt.Client | None:
         """Connect and wait for the CONNACK; None (with last_error set and logged) on failure."""
@@ -596,24 +608,6 @@ class _Transport:
         # window offers the message again on the next connection.
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return int(info.mid)
-
-
-def _close(client: mqtt.Client) -> None:
-    """Close the client's socket and its wake-up socket pair now.
-
-    paho closes the pair only in __del__ or reinitialise(); closing it here keeps a
-    gateway that reconnects for weeks from leaking file descriptors.
-    """
-    reset = getattr(client, "_reset_sockets", None)
-    try:
-        if callable(reset):
-            reset()
-        else:
-            sock = client.socket()
-            if sock is not None:
-                sock.close()
-    except OSError:
-        pass
 
 
 def _lock(db_path: Path) -> IO[bytes]:
