@@ -11,6 +11,7 @@ before anything is built from the document.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -157,7 +158,9 @@ def _check_expansion(root: yaml.Node, aliases: list[tuple[yaml.Node, Any]]) -> N
 
 def parse(text: str) -> Source:
     """Parse one YAML document; raises yaml.YAMLError (with a mark) when it is not YAML,
-    nests deeper than MAX_DEPTH or expands its aliases past ALIAS_BUDGET."""
+    nests deeper than MAX_DEPTH, expands its aliases past ALIAS_BUDGET or holds a line
+    break other than LF or CR LF."""
+    _refuse_odd_breaks(text)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -174,6 +177,29 @@ def parse(text: str) -> Source:
     finally:
         loader.dispose()
     return source
+
+
+# PyYAML (YAML 1.1) also ends a line at these, editors and `grep -n` do not: every line
+# number after one would be off, so the file is refused at the first.
+_ODD_BREAKS = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
+_BREAK_NAMES = {"\r": "a CR without LF", "\x85": "U+0085 NEL", "\u2028": "U+2028 LINE SEPARATOR",
+                "\u2029": "U+2029 PARAGRAPH SEPARATOR"}
+
+
+def _refuse_odd_breaks(text: str) -> None:
+    found = _ODD_BREAKS.search(text)
+    if found is None:
+        return
+    line = text.count("\n", 0, found.start())
+    column = found.start() - (text.rfind("\n", 0, found.start()) + 1)
+    mark = yaml.Mark("<config>", found.start(), line, column, None, 0)
+    raise Refused(
+        None,
+        None,
+        f"holds {_BREAK_NAMES[found.group()]}, which YAML reads as a line break: remove it"
+        " (lines end with LF or CR LF)",
+        mark,
+    )
 
 
 def format_path(path: KeyPath) -> str:
