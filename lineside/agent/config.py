@@ -95,9 +95,14 @@ class MqttConfig(Model):
     @field_validator("topic_prefix")
     @classmethod
     def _topic(cls, value: str) -> str:
-        if not value or any(c in value for c in "+#") or value[0] == "/" or value[-1] == "/":
-            raise ValueError("must be a plain topic path without +, # or leading/trailing /")
-        return value
+        return topic_prefix(value)
+
+
+def topic_prefix(value: str) -> str:
+    """An mqtt.topic_prefix as it may be: a plain topic path."""
+    if not value or any(c in value for c in "+#") or value[0] == "/" or value[-1] == "/":
+        raise ValueError("must be a plain topic path without +, # or leading/trailing /")
+    return value
 
 
 Quantity = Annotated[Decimal, AfterValidator(lambda value: check_quantity(value, ""))]
@@ -285,19 +290,24 @@ class LoadedConfig:
 
 def load(path: str | Path) -> LoadedConfig:
     """Read and validate a config file; raises ConfigInvalid with every error found."""
-    file = Path(path)
-    name = str(path)
+    return load_text(read_file(path), Path(path))
+
+
+def read_file(path: str | Path) -> str:
+    """A config file's text (at most MAX_FILE_BYTES and one more, for read_sections to
+    refuse); ConfigInvalid when it cannot be read."""
     try:
-        with file.open("rb") as handle:
+        with Path(path).open("rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigInvalid([ConfigError(name, 1, "(file)", f"cannot read: {exc}")]) from None
-    return load_text(text, file)
+        raise ConfigInvalid([ConfigError(str(path), 1, "(file)", f"cannot read: {exc}")]) from None
 
 
-def load_text(text: str, file: Path) -> LoadedConfig:
-    name = str(file)
+def read_sections(text: str, name: str) -> tuple[Source, dict[str, Any], list[ConfigError]]:
+    """A config file's YAML as a mapping of sections with its line numbers, and the errors
+    found so far (duplicate keys); raises ConfigInvalid when it is too big, not YAML or
+    not a mapping."""
     if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8")) > MAX_FILE_BYTES:
         message = f"larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit of a config file"
         raise ConfigInvalid([ConfigError(name, 1, "(file)", message)])
@@ -316,7 +326,12 @@ def load_text(text: str, file: Path) -> LoadedConfig:
     if not isinstance(source.data, dict):
         errors.append(ConfigError(name, 1, "(top level)", "must be a mapping of sections"))
         raise ConfigInvalid(errors)
-    data = _stringify_keys(source.data)
+    return source, _stringify_keys(source.data), errors
+
+
+def load_text(text: str, file: Path) -> LoadedConfig:
+    name = str(file)
+    source, data, errors = read_sections(text, name)
     config, invalid = _validate_sections(name, source, data, errors)
     problems, warnings = check_references(config, invalid)
     errors += [ConfigError(name, source.line_of(p), format_path(p), m) for p, m in problems]
@@ -363,7 +378,7 @@ def _validate_sections(
                 except ValidationError as exc:
                     invalid[field].add(entry)
                     errors.extend(
-                        _from_pydantic(name, source, e, (field, entry)) for e in exc.errors()
+                        from_pydantic(name, source, e, (field, entry)) for e in exc.errors()
                     )
             checked[field] = good
             continue
@@ -372,7 +387,7 @@ def _validate_sections(
                 Any if info.annotation is None else info.annotation
             ).validate_python(raw)
         except ValidationError as exc:
-            errors.extend(_from_pydantic(name, source, e, (field,)) for e in exc.errors())
+            errors.extend(from_pydantic(name, source, e, (field,)) for e in exc.errors())
     if "gateway" not in checked:
         checked["gateway"] = GatewayConfig(id="invalid", site="invalid")
     return LinesideConfig.model_validate(checked), invalid
@@ -406,11 +421,15 @@ def _stringify_keys(value: Any) -> Any:
     return value
 
 
-def _from_pydantic(name: str, source: Source, err: Any, prefix: KeyPath = ()) -> ConfigError:
+def from_pydantic(
+    name: str, source: Source, err: Any, prefix: KeyPath = (), docs: str = "docs/configuration.md"
+) -> ConfigError:
+    """One pydantic error as file:line, key path and a message for a person; docs is where
+    an unknown key's spelling can be checked."""
     loc: KeyPath = prefix + tuple(p for p in err["loc"] if not _is_union_tag(p))
     message = str(err["msg"])
     if err["type"] == "extra_forbidden":
-        message = _UNKNOWN
+        message = _UNKNOWN.replace("docs/configuration.md", docs)
     elif err["type"] == "missing":
         message = "required key is missing"
     elif err["type"] == "union_tag_invalid":

@@ -13,14 +13,14 @@ import ssl
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from lineside.agent.config import ConfigError, LoadedConfig, MqttConfig
+from lineside.agent.config import ConfigError, LoadedConfig, MqttConfig, TlsConfig
 from lineside.agent.yamlsource import KeyPath, format_path
 
 log = logging.getLogger("lineside.sync")
@@ -60,6 +60,33 @@ class ClientSettings:
         return f"{scheme}://{self.host}:{self.port}"
 
 
+class BrokerSettings(Protocol):
+    """The keys a connection needs: the agent's mqtt: section, or lineside central's."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def protocol(self) -> Literal["3.1.1", "5"]: ...
+    @property
+    def keepalive_s(self) -> int: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password_file(self) -> Path | None: ...
+    @property
+    def tls(self) -> TlsConfig | None: ...
+
+
+class ConfigFile(Protocol):
+    """The file broker settings came from: relative file names are resolved against it."""
+
+    @property
+    def path(self) -> Path: ...
+    def resolve(self, path: Path) -> Path: ...
+
+
 def settings_from(
     loaded: LoadedConfig,
     client_id: str | None = None,
@@ -72,14 +99,22 @@ def settings_from(
     section: the broker settings to use instead of the mqtt: section, named key in messages.
     """
     mqtt_cfg = loaded.config.mqtt if section is None else section
+    return settings_for(loaded, mqtt_cfg, client_id or loaded.config.gateway.id, key)
+
+
+def settings_for(
+    source: ConfigFile, mqtt_cfg: BrokerSettings, client_id: str, key: str = "mqtt"
+) -> ClientSettings:
+    """Client settings from any broker section (key names it in messages) of any config
+    file (lineside central's too), with every file read now."""
     password = None
     if mqtt_cfg.password_file is not None:
-        password = read_password(loaded.resolve(mqtt_cfg.password_file), (key,))
-        for warning in file_warnings(loaded, mqtt_cfg, key):
+        password = read_password(source.resolve(mqtt_cfg.password_file), (key,))
+        for warning in password_file_warnings(source, mqtt_cfg, key):
             log.warning("%s", warning)
     context = None
     if mqtt_cfg.tls is not None:
-        context = ssl_context(mqtt_cfg, loaded, key)
+        context = ssl_context(mqtt_cfg, source, key)
     elif password is not None:
         log.warning(
             "%s: a password is configured without tls: it crosses the network in clear", key
@@ -87,7 +122,7 @@ def settings_from(
     return ClientSettings(
         host=mqtt_cfg.host,
         port=mqtt_cfg.port,
-        client_id=client_id or loaded.config.gateway.id,
+        client_id=client_id,
         protocol=mqtt_cfg.protocol,
         keepalive_s=mqtt_cfg.keepalive_s,
         username=mqtt_cfg.username,
@@ -150,13 +185,17 @@ def file_warnings(
 ) -> list[str]:
     """A password file that others can read: every user (o+r), or a group other than the
     config file's own (the documented install gives both to root:lineside, 0640)."""
-    mqtt_cfg = loaded.config.mqtt if mqtt_cfg is None else mqtt_cfg
+    return password_file_warnings(loaded, loaded.config.mqtt if mqtt_cfg is None else mqtt_cfg, key)
+
+
+def password_file_warnings(source: ConfigFile, mqtt_cfg: BrokerSettings, key: str) -> list[str]:
+    """file_warnings for any broker section of any config file."""
     if mqtt_cfg.password_file is None:
         return []
-    path = loaded.resolve(mqtt_cfg.password_file)
+    path = source.resolve(mqtt_cfg.password_file)
     try:
         mode = path.stat()
-        config_gid = loaded.path.stat().st_gid
+        config_gid = source.path.stat().st_gid
     except OSError:
         return []  # an error of check_files
     perms = f"mode {stat.S_IMODE(mode.st_mode):04o}"
@@ -193,7 +232,7 @@ def read_password(path: Path, section: KeyPath = ("mqtt",)) -> str:
     return text
 
 
-def ssl_context(cfg: MqttConfig, loaded: LoadedConfig, section: str = "mqtt") -> ssl.SSLContext:
+def ssl_context(cfg: BrokerSettings, loaded: ConfigFile, section: str = "mqtt") -> ssl.SSLContext:
     """A verifying TLS context: the CA (or the system's), and the client certificate if any."""
     tls = cfg.tls
     assert tls is not None
