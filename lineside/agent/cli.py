@@ -33,6 +33,7 @@ from lineside.agent.handlers import Ledger
 from lineside.agent.inputs import BadInput, parse_quantity
 from lineside.agent.ledger.store import rows
 from lineside.agent.tables import render
+from lineside.central import cli as central_cli
 from lineside.clock import utc_now
 
 EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT = 0, 1, 2
@@ -609,6 +610,7 @@ COMMANDS: dict[str, tuple[str, Adder]] = {
     "tail": ("subscribe as a central system would and check what arrives", _add_tail),
     "simulate": ("stand in for every device of a config (PLCs, scanners, meters)", _add_simulate),
     "demo": ("run the agent on built-in simulators with a local broker, live", _add_demo),
+    "central": (central_cli.HELP, central_cli.add_central),
 }
 
 RUNNERS: dict[str, Runner] = {
@@ -627,6 +629,7 @@ RUNNERS: dict[str, Runner] = {
     "tail": _run_tail,
     "simulate": _run_simulate,
     "demo": _run_demo,
+    "central": central_cli.run_central,
 }
 
 
