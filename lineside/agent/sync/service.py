@@ -59,6 +59,7 @@ from lineside.agent.sync.commands_in import (
 from lineside.agent.sync.inbox import Answer, Inbox, Returned
 from lineside.agent.sync.outbox import OutboxStore
 from lineside.agent.sync.publisher import Feeder, Pipeline, Window
+from lineside.agent.sync.replay import Replays
 from lineside.agent.sync.status import prune, sync_status
 from lineside.clock import Clock, utc_now
 
@@ -197,6 +198,14 @@ class Sync:
         self._last_stock: bytes | None = None
         self._link = _Link()
         self._other_mids: set[int] = set()
+        self.replays = Replays(
+            self.db_path,
+            self.topics,
+            submit=self._submit,
+            reply=lambda topic, body: self._outgoing.put(Outgoing(topic, body)),
+            wake=lambda: self.pipeline.on_ready(),
+            protocol=cfg.mqtt.protocol,
+        )
 
     # -- public API ----------------------------------------------------------------------
     def start(self) -> None:
@@ -290,6 +299,7 @@ class Sync:
             "acks_recorded": c.recorded,
             "rows_marked_sent": c.marked,
             "resent_messages": c.resent,
+            "replayed_messages": self.replays.resent,
             "reconnects": self.reconnects,
             "commands": self.commands,
         }
@@ -404,8 +414,9 @@ class Sync:
         self.inbox.connected(client)
         online = payloads.status_online(self.version, self.clock())
         self._publish(transport, Outgoing(self.topics.status, online, retain=True))
-        if self.ledger is not None:
-            client.subscribe(self.topics.cmd_filter, qos=1)
+        # Without a ledger (a bare publisher) only replays can be served.
+        commands = self.topics.cmd_filter if self.ledger is not None else self.topics.cmd("replay")
+        client.subscribe(commands, qos=1)
         self._stock.connected()
         try:
             while not self._stop.is_set():
@@ -422,9 +433,11 @@ class Sync:
                     return True
                 self._drain_outgoing(transport)
                 self.window.pump(transport)
+                self.replays.pump(transport.publish_replay)  # beside live traffic, after it
             self._shutdown(client, transport)
             return False
         finally:
+            self.replays.lost()
             self.pipeline.on_ready = lambda: None
             self.inbox.disconnected()
             self._connected = self._subscribed = False
@@ -495,7 +508,8 @@ class Sync:
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
         ok = not getattr(reason, "is_failure", False)
-        if not self.window.on_ack(mid, ok, "" if ok else str(reason)):
+        window = self.window.on_ack(mid, ok, "" if ok else str(reason))
+        if not window and not self.replays.on_ack(mid):
             self._other_mids.discard(mid)
             self.inbox.reply_acked(mid)
 
@@ -513,6 +527,11 @@ class Sync:
             )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.topics.cmd("replay") and not message.retain:
+            # A replay changes nothing in the ledger: nothing to wait for before the PUBACK.
+            self.inbox.acks.received(message.mid, message.qos).finish()
+            self.replays.request(bytes(message.payload))
+            return
         self.inbox.on_message(message)
 
     # -- store thread ------------------------------------------------------------------------
@@ -608,6 +627,9 @@ class _Transport:
         # window offers the message again on the next connection.
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return int(info.mid)
+
+    def publish_replay(self, topic: str, payload: bytes, properties: Any) -> int:
+        return int(self.client.publish(topic, payload, qos=1, properties=properties).mid)
 
 
 def _lock(db_path: Path) -> IO[bytes]:
