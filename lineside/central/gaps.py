@@ -80,8 +80,11 @@ def plan(
     request: tuple[int, int | None] | None = None
     if not _waiting(seqs.request, now, grace_s, retry_s):
         if missing:
-            first, last = missing[0]
-            request = (first, min(last, first + max_messages - 1))
+            # One request for every gap within reach: many small gaps (a shared
+            # subscription's member lost its share) would otherwise take a round trip each.
+            first = missing[0][0]
+            bound = first + max_messages - 1
+            request = (first, min(bound, max(b for a, b in missing if a <= bound)))
         elif seqs.probe:
             request = (max(top, seqs.announced) + 1, None)
     return Plan(contiguous, missing, request)

@@ -37,7 +37,7 @@ def test_the_evidence_for_a_hole_is_the_earliest_later_arrival() -> None:
     seqs = GatewaySeqs(contiguous=10, islands=(Island(15, 15, 99.0), Island(20, 22, 50.0)))
     got = run(seqs)
     assert got.missing == ((11, 14), (16, 19))
-    assert got.request == (11, 14)
+    assert got.request == (11, 19)  # every gap within reach in one request
     assert got.missing_seqs == 8
 
 
@@ -58,6 +58,9 @@ def test_after_an_answer_the_replayed_messages_get_the_grace_period_to_land() ->
 def test_a_request_is_bounded() -> None:
     seqs = GatewaySeqs(contiguous=0, islands=(Island(5001, 5001, 10.0),))
     assert plan(seqs, 100.0, GRACE, RETRY, 500).request == (1, 500)
+    alternating = tuple(Island(s, s, 10.0) for s in range(2, 2000, 2))
+    got = plan(GatewaySeqs(contiguous=0, islands=alternating), 100.0, GRACE, RETRY, 500)
+    assert got.request == (1, 499)
 
 
 def test_what_the_gateway_announced_beyond_the_newest_seq_is_missing_too() -> None:
