@@ -1,13 +1,20 @@
-"""Fault tests use the real mosquitto fixtures of the integration tests, and a PLC."""
+"""Fault tests use the real mosquitto and PostgreSQL fixtures of the integration tests,
+and a PLC."""
 
 from collections.abc import Iterator
 
 import pytest
 
 from lineside.simulators.plc import PlcSimulator, SimPoint
-from tests.integration.conftest import broker, broker_factory, mosquitto_bin
+from tests.integration.conftest import (
+    broker,
+    broker_factory,
+    mosquitto_bin,
+    pg_dsn,
+    postgres,
+)
 
-__all__ = ["broker", "broker_factory", "mosquitto_bin", "plc"]
+__all__ = ["broker", "broker_factory", "mosquitto_bin", "pg_dsn", "plc", "postgres"]
 
 
 @pytest.fixture
