@@ -13,14 +13,15 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from lineside.agent.config import (
-    ConfigError,
     ConfigInvalid,
     HealthConfig,
     LogConfig,
     Model,
     TlsConfig,
     from_pydantic,
+    read_file,
     read_sections,
+    topic_prefix,
 )
 
 DOCS = "docs/central.md"
@@ -51,9 +52,7 @@ class CentralMqttConfig(Model):
     @field_validator("topic_prefix")
     @classmethod
     def _topic(cls, value: str) -> str:
-        if not value or any(c in value for c in "+#") or value[0] == "/" or value[-1] == "/":
-            raise ValueError("must be a plain topic path without +, # or leading/trailing /")
-        return value
+        return topic_prefix(value)
 
     @field_validator("client_id")
     @classmethod
@@ -97,13 +96,8 @@ class LoadedCentral:
 
 def load(path: str | Path) -> LoadedCentral:
     """Read and validate a central config; raises ConfigInvalid with every error found."""
-    file = Path(path)
     name = str(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigInvalid([ConfigError(name, 1, "(file)", f"cannot read: {exc}")]) from None
-    source, data, errors = read_sections(text, name)
+    source, data, errors = read_sections(read_file(path), name)
     config: Any = None
     try:
         config = CentralConfig.model_validate(data)
@@ -112,4 +106,4 @@ def load(path: str | Path) -> LoadedCentral:
     if errors:
         errors.sort(key=lambda e: e.line)
         raise ConfigInvalid(errors)
-    return LoadedCentral(config=config, path=file.resolve())
+    return LoadedCentral(config=config, path=Path(path).resolve())
