@@ -39,6 +39,7 @@ from lineside.agent.sync.client import (
     new_client,
     settings_for,
 )
+from lineside.agent.sync.contract import Contract
 from lineside.central.config import LoadedCentral
 from lineside.central.metrics import CentralMetrics
 from lineside.central.rows import Rejected, gateway_of, parse_tx
@@ -110,6 +111,7 @@ class Central:
         self._generation = 0
         self._up_at = {"broker": time.monotonic(), "database": time.monotonic()}
         self._link: dict[str, Any] = {}
+        self.contract = Contract()
         self.scanner = Scanner(self.config, self.mqtt.client_id, self.metrics, self.publish)
 
     # -- the whole process ----------------------------------------------------------------
@@ -285,7 +287,7 @@ class Central:
             batch = self.inbox.take(BATCH_MESSAGES, 0.2)
             if not batch:
                 continue
-            incoming = [classify(r, self.mqtt.topic_prefix) for r in batch]
+            incoming = [classify(r, self.mqtt.topic_prefix, self.contract) for r in batch]
             while not self.stop.is_set():
                 try:
                     if conn is None or conn.closed:
@@ -295,8 +297,10 @@ class Central:
                     self.metrics.database_up.set(1)
                     failures = 0
                     break
-                except psycopg.OperationalError as exc:
+                except Exception as exc:  # the link, or a bug: nothing acknowledged, retried
                     failures += 1
+                    if not isinstance(exc, psycopg.OperationalError):
+                        log.exception("writing a batch failed; retrying it")
                     self._database_down(exc, failures)
                     _close_db(conn)
                     conn = None
@@ -368,7 +372,7 @@ class Central:
         self.database_ok = False
 
 
-def classify(received: Received, prefix: str) -> Incoming:
+def classify(received: Received, prefix: str, contract: Contract) -> Incoming:
     """What a message is for the database: pure, no I/O."""
     where = gateway_of(received.topic, prefix)
     topic, payload = received.topic, received.payload
@@ -390,8 +394,11 @@ def classify(received: Received, prefix: str) -> Incoming:
         version = data.get("version")
         return Incoming(topic, payload, event=Status(
             site, gateway, data["online"], version if isinstance(version, str) else None))
-    if kind == "reply/replay" and isinstance(data.get("request_id"), str):
-        return Incoming(topic, payload, event=Reply(site, gateway, data))
+    if kind == "reply/replay":
+        errors = contract.errors("reply.replay", data)
+        if not errors:
+            return Incoming(topic, payload, event=Reply(site, gateway, data))
+        return Incoming(topic, payload, reason="; ".join(errors))
     return Incoming(topic, payload, reason=f"not a {kind} payload")
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from lineside.agent.sync.contract import Contract
 from lineside.central.consumer import Received, classify
 from lineside.central.rows import COLUMNS, Rejected, gateway_of, parse_tx
-from lineside.central.store import Reply, Status
+from lineside.central.store import Incoming, Reply, Status
 
 TX: dict[str, Any] = {
     "id": "0b6f3c1e-6a43-4a4e-9a53-3f4f0c8e2d10", "ts": "2026-01-05T06:00:01.000Z",
@@ -89,13 +90,18 @@ def received(topic: str, body: bytes, replay: bool = False) -> Received:
 
 
 def test_classify_tells_transactions_statuses_replies_and_junk_apart() -> None:
-    base = "lineside/v1/plant-a/press-3"
-    tx = classify(received(f"{base}/tx", payload(), replay=True), "lineside/v1")
+    base, contract = "lineside/v1/plant-a/press-3", Contract()
+
+    def one(leaf: str, body: bytes, replay: bool = False) -> Incoming:
+        return classify(received(f"{base}/{leaf}", body, replay), "lineside/v1", contract)
+
+    tx = one("tx", payload(), replay=True)
     assert tx.message is not None and tx.replay
-    status = classify(received(f"{base}/status", b'{"online":true,"version":"1"}'), "lineside/v1")
+    status = one("status", b'{"online":true,"version":"1"}')
     assert status.event == Status("plant-a", "press-3", True, "1")
-    reply = classify(received(f"{base}/reply/replay", b'{"request_id":"r","ok":true}'),
-                     "lineside/v1")
+    reply = one("reply/replay", b'{"request_id":"r","ok":true,"error":null,"not_held":[[1,2]]}')
     assert isinstance(reply.event, Reply) and reply.event.data["request_id"] == "r"
-    junk = classify(received(f"{base}/status", b"offline"), "lineside/v1")
-    assert junk.message is None and junk.event is None and junk.reason
+    for leaf, body in (("status", b"offline"), ("reply/replay", b'{"request_id":"r",'
+                       b'"ok":true,"error":null,"not_held":[[1]]}'), ("stock", b"{}")):
+        junk = one(leaf, body)
+        assert junk.message is None and junk.event is None and junk.reason, (leaf, body)
