@@ -54,12 +54,17 @@ NEW_GATEWAYS = """
 INSERT INTO lineside_gateways (site, gateway) SELECT * FROM unnest(%s::text[], %s::text[])
 ON CONFLICT DO NOTHING
 """
+# Per gateway, only the seqs above its contiguous one: a range scan of the primary key
+# each (LATERAL), however long the table has grown.
 ISLANDS = """
 WITH above AS (
-  SELECT m.site, m.gateway, m.seq, m.landed_at,
-         m.seq - row_number() OVER (PARTITION BY m.site, m.gateway ORDER BY m.seq) AS island
-  FROM lineside_messages m JOIN lineside_gateways g USING (site, gateway)
-  WHERE m.seq > COALESCE(g.contiguous_seq, 0)
+  SELECT g.site, g.gateway, m.seq, m.landed_at,
+         m.seq - row_number() OVER (PARTITION BY g.site, g.gateway ORDER BY m.seq) AS island
+  FROM lineside_gateways g, LATERAL (
+    SELECT seq, landed_at FROM lineside_messages m
+    WHERE m.site = g.site AND m.gateway = g.gateway AND m.seq > COALESCE(g.contiguous_seq, 0)
+    OFFSET 0  -- not flattened into a join: PostgreSQL would scan the whole table
+  ) m
 )
 SELECT site, gateway, min(seq), max(seq), extract(epoch FROM min(landed_at))::float8
 FROM above GROUP BY site, gateway, island ORDER BY site, gateway, 3
