@@ -192,6 +192,7 @@ class Central:
             connack=reason, session=bool(getattr(flags, "session_present", False))
         )
         client.on_disconnect = lambda c, u, f, reason, p: self._link.setdefault("gone", reason)
+        client.on_subscribe = lambda c, u, mid, codes, p: self._subscribed(codes)
         generation = self._generation
         client.on_message = lambda c, u, message: self._on_message(generation, message)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -253,6 +254,14 @@ class Central:
             self._up_at["broker"] = time.monotonic()
             self.metrics.broker_up.set(0)
             self._generation += 1  # acknowledgements still to come belong to a closed link
+
+    def _subscribed(self, codes: Any) -> None:
+        refused = [str(c) for c in codes if getattr(c, "is_failure", False)]
+        if refused:
+            log.error(
+                "the broker refused our subscriptions (%s): nothing arrives; check the"
+                " broker's ACL and that it supports shared subscriptions", ", ".join(refused),
+            )
 
     def _lost(self) -> None:
         reason = self._link.get("gone")
