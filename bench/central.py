@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 import threading
 import time
@@ -94,13 +95,16 @@ def queue_at_broker(port: int, payloads: list[tuple[str, bytes]]) -> None:
 
 class Consumers:
     def __init__(self, tmp: Path, port: int, dsn: str, count: int) -> None:
+        # A group of their own: the broker would hand a share of the messages to the
+        # (offline) sessions of an earlier round's group.
+        group = f"bench-{uuid.uuid4().hex[:8]}"
         self.configs = []
         for n in range(count):
             health = free_port()
-            path = tmp / f"central-{count}-{n}.yaml"
+            path = tmp / f"{group}-{n}.yaml"
             path.write_text(
-                f"mqtt: {{port: {port}, client_id: bench-{count}-{n}, session_expiry_s: 3600,"
-                f" receive_max: 200}}\npostgres: {{dsn: \"{dsn}\"}}\ngroup: bench\n"
+                f"mqtt: {{port: {port}, client_id: {group}-{n}, session_expiry_s: 3600,"
+                f" receive_max: 200}}\npostgres: {{dsn: \"{dsn}\"}}\ngroup: {group}\n"
                 f'health: {{listen: "127.0.0.1:{health}"}}\nlog: {{level: warning}}\n'
             )
             self.configs.append((path, health))
@@ -192,6 +196,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the figures here (for run_all.py)")
     args = parser.parse_args()
+    # SIGTERM still runs the finally blocks: PostgreSQL and mosquitto are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     brokers = broker_module()
     pg_module = importlib.import_module("tests.pg")
     bin_dir = pg_module.find_bin_dir()

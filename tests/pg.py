@@ -12,6 +12,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -77,9 +78,15 @@ class Postgres:
         return self
 
     def stop(self) -> None:
-        if self.data.exists():
-            with contextlib.suppress(subprocess.CalledProcessError):
+        """Stop the server (immediate shutdown: a test cluster needs no checkpoint), then
+        remove its folder; never leaves a server running without its data folder."""
+        pid_file = self.data / "postmaster.pid"
+        try:
+            if pid_file.exists():
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        except subprocess.CalledProcessError:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def dsn(self, database: str = "postgres") -> str:
