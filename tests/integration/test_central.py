@@ -85,11 +85,14 @@ def test_junk_is_kept_as_rejected_and_the_consumer_goes_on(
     publish(client, f"{PREFIX}/press-1/tx", b"not json")
     publish(client, f"{PREFIX}/press-1/tx", b'{"gateway":"press-1","seq":1,"transactions":'
                                             b'[{"id":"x","qty":12}]}')
+    # A time of the right shape that is no time: PostgreSQL refuses it, this message alone.
+    month_13 = tx_payload("press-1", 3)[0].replace(b"2026-01-05", b"2026-13-05")
     body, ids = tx_payload("press-1", 2)
+    publish(client, f"{PREFIX}/press-1/tx", month_13)
     publish(client, f"{PREFIX}/press-1/tx", body)
     wait_until(lambda: landed_ids(pg_dsn) == ids, 30, "the good message")
-    wait_until(lambda: proc.metric("lineside_central_messages_total", outcome="rejected") == 2,
-               10, "two rejections")
+    wait_until(lambda: proc.metric("lineside_central_messages_total", outcome="rejected") == 3,
+               10, "three rejections")
     client.loop_stop()
 
 
