@@ -74,6 +74,8 @@ class ReplayConfig(Model):
     retry_s: Decimal = Field(default=Decimal(30), gt=0, le=86_400)
     scan_s: Decimal = Field(default=Decimal(1), gt=0, le=3600)
     max_messages: int = Field(default=1000, ge=1, le=100_000)
+    # A gateway's seqs start at 1: what came before the first seq seen is asked for too.
+    from_start: bool = True
 
 
 class CentralConfig(Model):

@@ -55,18 +55,28 @@ class Plan:
 
 
 def plan(
-    seqs: GatewaySeqs, now: float, grace_s: float, retry_s: float, max_messages: int
+    seqs: GatewaySeqs,
+    now: float,
+    grace_s: float,
+    retry_s: float,
+    max_messages: int,
+    from_start: bool = True,
 ) -> Plan:
     """The gateway's new contiguous seq, its gaps, and the one request to send, if any.
+
+    from_start: a gateway's seqs start at 1, whatever seq arrived first, so what came
+    before it is missing too (asked for, and answered not_held where it is pruned).
+    Otherwise the first seq seen is where the gateway starts for us (docs/mqtt.md: accept
+    any seq first), once the seqs around it have had the grace period to land.
 
     One request per gateway at a time: the next one goes when the last was answered and
     the grace period has let its messages land, or after retry_s without an answer.
     """
     islands = list(seqs.islands)
     contiguous = seqs.contiguous
-    if contiguous is None:
-        # The first seq seen is where this gateway starts for us (docs/mqtt.md: accept any
-        # seq first), once the seqs around it have had the grace period to land.
+    if contiguous is None and from_start:
+        contiguous = 0
+    elif contiguous is None:
         if not islands or now - min(i.received for i in islands) < grace_s:
             return Plan(None, (), None)
         contiguous = islands[0].first - 1

@@ -85,7 +85,8 @@ class Scanner:
         found = scan(conn)
         r = self.config.replay
         plans = {
-            key: plan(seqs, found.now, float(r.grace_s), float(r.retry_s), r.max_messages)
+            key: plan(seqs, found.now, float(r.grace_s), float(r.retry_s), r.max_messages,
+                      r.from_start)
             for key, seqs in found.gateways.items()
         }
         self._observe(plans)

@@ -70,6 +70,33 @@ def landed(dsn: str) -> dict[str, list[str]]:
     return out
 
 
+def state(dsn: str, expected: dict[str, set[str]]) -> str:
+    """What the database holds, for a failure's message."""
+    got = landed(dsn)
+    lines = [f"{g}: {len(expected[g] - set(got.get(g, [])))} of {len(expected[g])} missing"
+             for g in sorted(expected)]
+    with psycopg.connect(dsn) as conn:
+        for row in conn.execute(
+            "SELECT g.gateway, g.contiguous_seq, g.announced_seq, g.probe, max(m.seq),"
+            " count(m.seq) FROM lineside_gateways g LEFT JOIN lineside_messages m"
+            " USING (site, gateway) GROUP BY 1, 2, 3, 4 ORDER BY 1"
+        ):
+            lines.append(f"gateway/contiguous/announced/probe/max/count: {row}")
+        for row in conn.execute(
+            "SELECT g.gateway, array_agg(s) FROM lineside_gateways g,"
+            " generate_series(1, g.contiguous_seq) s WHERE NOT EXISTS (SELECT 1 FROM"
+            " lineside_messages m WHERE (m.site, m.gateway, m.seq) = (g.site, g.gateway, s))"
+            " GROUP BY 1"
+        ):
+            lines.append(f"absent below contiguous: {row}")
+        for row in conn.execute(
+            "SELECT gateway, from_seq, to_seq, requested_at, answered_at, reply->>'resent'"
+            " FROM lineside_replays ORDER BY requested_at"
+        ):
+            lines.append(f"replay: {row}")
+    return "\n".join(lines)
+
+
 def test_five_gateways_two_consumers_a_broker_restart_and_a_kill_lose_nothing(
     tmp_path: Path, broker: Broker, pg_dsn: str
 ) -> None:
@@ -123,8 +150,11 @@ def test_five_gateways_two_consumers_a_broker_restart_and_a_kill_lose_nothing(
                    "every gateway's outbox acknowledged")
         expected = {g: journal_ids(c) for g, c in configs.items()}
         assert sum(map(len, expected.values())) == total
-        wait_until(lambda: {g: set(ids) for g, ids in landed(pg_dsn).items()} == expected, 180,
-                   "PostgreSQL to hold every transaction of every gateway")
+        try:
+            wait_until(lambda: {g: set(ids) for g, ids in landed(pg_dsn).items()} == expected,
+                       180, "PostgreSQL to hold every transaction of every gateway")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{state(pg_dsn, expected)}") from None
         snapshots = [a, b2]
         wait_until(lambda: all(p.metric("lineside_central_missing_seqs") == 0 for p in snapshots),
                    30, "no seq missing")
@@ -143,8 +173,13 @@ def test_five_gateways_two_consumers_a_broker_restart_and_a_kill_lose_nothing(
         p.metric("lineside_central_gaps_total") for p in snapshots)
     replayed = b_counts["lineside_central_replayed_messages_total"] + sum(
         p.metric("lineside_central_replayed_messages_total") for p in snapshots)
+    probes = sum(p.metric("lineside_central_replay_requests_total", reason="probe")
+                 for p in snapshots)
     requests = sum(p.metric("lineside_central_replay_requests_total") for p in snapshots)
-    assert gaps > 0 and replayed > 0 and requests > 0, (gaps, replayed, requests)
+    # What the broker lost is found either as a gap (a later seq landed) or by the probe
+    # each consumer sends after a link that did not resume its session (the lost seqs
+    # were a gateway's newest); either way replayed messages filled it.
+    assert (gaps > 0 or probes > 0) and replayed > 0 and requests > 0, (gaps, probes, replayed)
     with psycopg.connect(pg_dsn) as conn:
         row = conn.execute(
             "SELECT count(*) FILTER (WHERE replayed), count(*) FILTER (WHERE state <> 'landed')"

@@ -19,11 +19,19 @@ def test_in_order_seqs_advance_contiguous_and_nothing_is_missing() -> None:
     assert got == Plan(9, (), None)
 
 
-def test_the_first_seq_seen_starts_the_gateway_once_the_grace_period_has_passed() -> None:
+def test_without_from_start_the_first_seq_seen_starts_the_gateway_after_the_grace() -> None:
     young = GatewaySeqs(contiguous=None, islands=(Island(40, 41, 95.0),))
-    assert run(young) == Plan(None, (), None)  # seq 39 may still be landing elsewhere
+    assert plan(young, 100.0, GRACE, RETRY, MAX, from_start=False) == Plan(None, (), None)
     old = GatewaySeqs(contiguous=None, islands=(Island(40, 41, 80.0), Island(43, 43, 85.0)))
-    assert run(old) == Plan(41, ((42, 42),), (42, 42))
+    got = plan(old, 100.0, GRACE, RETRY, MAX, from_start=False)
+    assert got == Plan(41, ((42, 42),), (42, 42))
+
+
+def test_from_start_what_came_before_the_first_seq_seen_is_missing() -> None:
+    seqs = GatewaySeqs(contiguous=None, islands=(Island(40, 41, 80.0), Island(43, 43, 85.0)))
+    assert run(seqs) == Plan(0, ((1, 39), (42, 42)), (1, 42))
+    # A gateway known from its status only, none of its messages landed: all of them.
+    assert run(GatewaySeqs(contiguous=None, islands=(), probe=True)) == Plan(0, (), (1, None))
 
 
 def test_a_hole_is_a_gap_only_after_a_later_seq_waited_the_grace_period() -> None:
