@@ -171,21 +171,40 @@ def consumer_round(tmp: Path, port: int, pg: Any, payloads: list[tuple[str, byte
     return rate, total_tx / max(1.0, commits)
 
 
-def raw_round(pg: Any, payloads: list[tuple[str, bytes]], per_commit: int) -> float:
-    """Raw psycopg: the same rows by COPY into the same table, per_commit rows a commit."""
+def raw_round(pg: Any, payloads: list[tuple[str, bytes]], per_commit: int,
+              connections: int = 1) -> float:
+    """Raw psycopg: the same rows by COPY into the same table, per_commit rows a commit,
+    split over connections writing side by side (one thread each)."""
     rows = []
     for topic, body in payloads:
         _, site, gateway, _ = topic.rsplit("/", 3)
         rows.extend(parse_tx(site, gateway, body).rows)
-    with psycopg.connect(pg.create_database()) as conn:
+    dsn = pg.create_database()
+    with psycopg.connect(dsn) as conn:
         migrate(conn)
-        started = time.perf_counter()
-        for start in range(0, len(rows), per_commit):
+    conns = [psycopg.connect(dsn) for _ in range(connections)]
+
+    def copy_share(conn: Any, share: list[Any]) -> None:
+        for start in range(0, len(share), per_commit):
             with conn.cursor() as cur, cur.copy(COPY_TX) as copy:
-                for row in rows[start : start + per_commit]:
+                for row in share[start : start + per_commit]:
                     copy.write_row(row)
             conn.commit()
-        return len(rows) / (time.perf_counter() - started)
+
+    shares = [rows[n::connections] for n in range(connections)]
+    threads = [
+        threading.Thread(target=copy_share, args=(c, s))
+        for c, s in zip(conns, shares, strict=True)
+    ]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    for conn in conns:
+        conn.close()
+    return len(rows) / seconds
 
 
 def main() -> None:
@@ -205,7 +224,7 @@ def main() -> None:
         sys.exit("bench/central.py needs PostgreSQL and mosquitto (see .ci/run)")
     payloads = messages(args.gateways, args.messages, args.batch)
     total = args.messages * args.batch
-    one, two, raw = [], [], []
+    one, two, raw, raw2 = [], [], [], []
     with workdir("bench-central") as tmp:
         broker = brokers.Broker(tmp / "broker", executable=brokers.find_mosquitto())
         broker.start()
@@ -215,21 +234,28 @@ def main() -> None:
                 rate1, per_commit = consumer_round(tmp, broker.port, pg, payloads, 1, total)
                 rate2, _ = consumer_round(tmp, broker.port, pg, payloads, 2, total)
                 rate_raw = raw_round(pg, payloads, int(per_commit))
+                rate_raw2 = raw_round(pg, payloads, int(per_commit), connections=2)
                 say(f"round {n + 1}: one consumer {rate1:.0f} tx/s, two {rate2:.0f} tx/s,"
-                    f" raw psycopg {rate_raw:.0f} tx/s ({per_commit:.0f} tx per commit)")
+                    f" raw psycopg {rate_raw:.0f} tx/s, two raw connections"
+                    f" {rate_raw2:.0f} tx/s ({per_commit:.0f} tx per commit)")
                 one.append(rate1)
                 two.append(rate2)
                 raw.append(rate_raw)
+                raw2.append(rate_raw2)
         finally:
             pg.stop()
             broker.stop()
-    r1, r2, rr = median(one), median(two), median(raw)
+    r1, r2, rr, rr2 = median(one), median(two), median(raw), median(raw2)
     say(f"one consumer   : {r1:.0f} transactions/s = {r1 / rr:.2f} x raw psycopg")
     say(f"two consumers  : {r2:.0f} transactions/s = {r2 / r1:.2f} x one consumer")
     say(f"raw psycopg    : {rr:.0f} transactions/s (COPY, the same rows and commits)")
+    say(f"raw, two conns : {rr2:.0f} transactions/s = {rr2 / rr:.2f} x one connection"
+        " (the most two consumers could reach here)")
     rerun = f".venv/bin/python bench/central.py --messages {args.messages}"
     note = (f"{args.messages} messages of {args.batch} transactions from {args.gateways}"
-            f" gateways queued at the broker, then drained; median of {args.rounds} rounds")
+            f" gateways queued at the broker, then drained; median of {args.rounds} rounds;"
+            f" raw psycopg with two connections side by side: {rr2:.0f} tx/s"
+            f" ({rr2 / rr:.2f}x one), the ceiling for two consumers on this machine")
     if args.json is not None:
         write_figures(args.json, [
             Figure("lineside central, one consumer, transactions/s into PostgreSQL", r1,
