@@ -52,7 +52,7 @@ class Central:
     def __init__(self, loaded: LoadedCentral, metrics: CentralMetrics | None = None) -> None:
         self.config = loaded.config
         self.mqtt = loaded.config.mqtt
-        self.settings: ClientSettings = settings_for(self.mqtt, loaded.resolve, self.mqtt.client_id)
+        self.settings: ClientSettings = settings_for(loaded, self.mqtt, self.mqtt.client_id)
         self.metrics = metrics or CentralMetrics()
         self.inbox = Inbox()
         self.metrics.lag.set_function(lambda: self.inbox.lag(time.monotonic()))
