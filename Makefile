@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench check-systemd clean
+.PHONY: demo test lint bench check-systemd clean sparkplug-descriptor
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ lint: $(STAMP)
 check-systemd: $(STAMP)
 	sh scripts/check-systemd.sh
 
-# Figures beside the physical limits of the same run; writes bench/results.md (~8 min).
+# Figures beside the physical limits of the same run; writes bench/results.md (~10 min).
 bench: $(STAMP)
 	@sh scripts/ensure-mosquitto.sh
 	$(PY) bench/run_all.py $(BENCH_ARGS)
@@ -36,6 +36,12 @@ bench: $(STAMP)
 soak: $(STAMP)
 	@sh scripts/ensure-mosquitto.sh
 	$(PY) bench/soak.py $(SOAK_ARGS)
+
+# The Sparkplug payload descriptor, from Tahu's .proto (needs protoc: apt-get install protobuf-compiler).
+SPB := lineside/agent/sparkplug/proto
+sparkplug-descriptor: $(STAMP)
+	protoc --descriptor_set_out=/dev/stdout -I $(SPB) $(SPB)/sparkplug_b.proto \
+		| $(PY) -m lineside.agent.sparkplug.codec > $(SPB)/sparkplug_b.txtpb
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

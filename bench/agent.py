@@ -11,9 +11,13 @@ Phases: warm-up; load (CPU % of one core per 10 s window, median; RSS from /proc
 line stops (counters frozen) and, after the outbox drained, idle: commits seen from
 another connection (PRAGMA data_version polled every 50 ms) and WAL file changes;
 then the agent stops and the ledger's bytes per transaction are compared with the raw
-text of those transactions. Prints figures and ratios; asserts nothing.
+text of those transactions. Then (--sparkplug both, the default) the same run again with
+the Sparkplug edge node on (one device per work center, stock of the three components at
+every line, interval_s 1), for its CPU, RSS and idle commits. Prints figures and ratios;
+asserts nothing.
 
     .venv/bin/python bench/agent.py [--warmup 15] [--seconds 60] [--idle 60] [--plcs 10]
+                                    [--sparkplug both|off|on]
 
 Targets: < 10 % of one core, < 60 MB RSS, 0 SQLite commits per idle minute.
 """
@@ -21,6 +25,7 @@ Targets: < 10 % of one core, < 60 MB RSS, 0 SQLite commits per idle minute.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sqlite3
@@ -183,7 +188,10 @@ def ledger_rows(db: Path) -> dict[str, int]:
         }
 
 
-def measure(args: argparse.Namespace) -> list[Figure]:
+SPARKPLUG = "sparkplug: {group_id: bench, interval_s: 1, stock: [STEEL, BOLT, PRIMER]}\n"
+
+
+def measure(args: argparse.Namespace, sparkplug: bool = False) -> list[Figure]:
     from common import (
         START_GOOD,
         AgentProcess,
@@ -201,7 +209,8 @@ def measure(args: argparse.Namespace) -> list[Figure]:
         try:
             health = free_port()
             config = tmp / "bench.yaml"
-            config.write_text(config_text(tmp / "data", line, broker.port, health, args.poll_ms))
+            text = config_text(tmp / "data", line, broker.port, health, args.poll_ms)
+            config.write_text(text + (SPARKPLUG if sparkplug else ""))
             stock_up(config, args.plcs)
             db = tmp / "data" / "ledger.sqlite"
             agent = AgentProcess(config, health, tmp / "agent.log")
@@ -215,6 +224,9 @@ def measure(args: argparse.Namespace) -> list[Figure]:
                 print(f"NOTE: lineside run exited {code}:\n{agent.tail()}")
             counted = line.counted() - args.plcs * START_GOOD
             size = ledger_size(db) - empty_ledger_size(tmp)
+            if sparkplug:
+                print("with sparkplug on:")
+                return sparkplug_figures(args, phases, ledger_rows(db), counted, size)
             return figures(args, phases, ledger_rows(db), counted, size)
         finally:
             line.stop()
@@ -248,6 +260,18 @@ def figures(args: argparse.Namespace, phases: dict[str, Any], rows: dict[str, in
     ]
 
 
+def sparkplug_figures(args: argparse.Namespace, phases: dict[str, Any], rows: dict[str, int],
+                      counted: int, size: int) -> list[Figure]:
+    """CPU, RSS and idle commits of the run with the Sparkplug node on."""
+    keep = ("agent CPU, ", "agent RSS", "SQLite commits")
+    out = []
+    for fig in figures(args, phases, rows, counted, size):
+        if fig.name.startswith(keep) and "line idle (same" not in fig.name:
+            out.append(dataclasses.replace(fig, name=f"{fig.name}, sparkplug on",
+                                           rerun=f"{RERUN} --sparkplug on"))
+    return out
+
+
 def report_details(args: argparse.Namespace, load: CpuMeter, idle: CpuMeter, watch: IdleWatch,
                    rows: dict[str, int], counted: int, size: int) -> None:
     for phase, meter in (("load", load), ("idle", idle)):
@@ -276,10 +300,14 @@ def main() -> None:
                         help="seconds after the outbox drained before idle starts"
                              " (covers mqtt.stock_interval_s)")
     parser.add_argument("--json", type=Path, help="also write the figures here (run_all)")
+    parser.add_argument("--sparkplug", choices=("both", "off", "on"), default="both",
+                        help="runs without and/or with the Sparkplug edge node (default both)")
     args = parser.parse_args()
     from common import print_table, write_figures
 
-    figs = measure(args)
+    figs = measure(args) if args.sparkplug != "on" else []
+    if args.sparkplug != "off":
+        figs += measure(args, sparkplug=True)
     print_table(figs)
     write_figures(args.json, figs)
 

@@ -5,16 +5,17 @@ the same run, and bench/results.md with the machine, the date and how to re-run 
 
 Runs, in order: bench/ledger.py's measurement (imported; each mode --reps times,
 alternating with raw sqlite3, medians), bench/sync.py (a subprocess, its own best of three
-rounds), bench/agent.py, bench/latency.py and bench/endurance.py (subprocesses handing their
-figures back as JSON; endurance once per ENDURANCE_VARIANTS). About 8 minutes on 2 cores;
---quick shortens every phase for a smoke test (its figures are not worth keeping). Prints
-figures and ratios; asserts nothing; exits 0 even when a target is missed (benchmarks never
-fail a build on speed).
+rounds), bench/agent.py, bench/latency.py, bench/endurance.py and bench/central.py
+(subprocesses handing their figures back as JSON; endurance once per ENDURANCE_VARIANTS).
+About 10 minutes on 2 cores; --quick shortens every phase for a smoke test (its figures are
+not worth keeping). Prints figures and ratios; asserts nothing; exits 0 even when a target
+is missed (benchmarks never fail a build on speed).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import re
@@ -158,6 +159,7 @@ def machine() -> dict[str, str]:
         "SQLite": sqlite3.sqlite_version,
         "pymodbus / paho-mqtt": f"{metadata.version('pymodbus')} / {metadata.version('paho-mqtt')}",
         "mosquitto": mosquitto_version(),
+        "psycopg / PostgreSQL": f"{metadata.version('psycopg')} / {postgres_version()}",
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
@@ -169,6 +171,17 @@ def mosquitto_version() -> str:
     out = subprocess.run([exe, "-h"], capture_output=True, text=True).stdout
     found = re.search(r"version (\S+)", out)
     return found[1] if found else exe
+
+
+def postgres_version() -> str:
+    broker_module()  # puts the repository on sys.path for tests/
+    bin_dir = importlib.import_module("tests.pg").find_bin_dir()
+    if bin_dir is None:
+        return "not found"
+    out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True,
+                         text=True).stdout
+    found = re.search(r"\(PostgreSQL\) (\S+)", out)
+    return found[1] if found else str(bin_dir)
 
 
 def markdown(figs: list[Figure], info: dict[str, str], started: datetime, seconds: float,
@@ -248,6 +261,9 @@ def main() -> None:
             ("bench/latency.py", lambda: script_figures(
                 "latency.py", ["--steps", "20"] if q else [], tmp / "latency.json")),
             ("bench/endurance.py", lambda: endurance_figures(q, tmp)),
+            ("bench/central.py", lambda: script_figures(
+                "central.py", ["--messages", "300", "--rounds", "1"] if q else [],
+                tmp / "central.json")),
         ]
         for title, step in steps:
             began = time.monotonic()

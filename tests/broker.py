@@ -240,6 +240,8 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str = "con
 
 def schema_of(topic: str) -> str | None:
     """The schema every payload lineside publishes on topic must fit (lineside/schemas/)."""
+    if topic.endswith("/reply/replay"):
+        return "reply.replay"
     if "/reply/" in topic:
         return "reply"
     return {"tx": "tx", "alerts": "alert", "status": "status", "stock": "stock"}.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,14 @@ settings.load_profile("lineside")
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "config" / "demo.yaml"
+
+if os.environ.get("LINESIDE_TEST_SPARKPLUG") == "1":  # the suite with the Sparkplug node on
+    from tests.sparkplug_on.sitecustomize import install
+
+    install()
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "tests" / "sparkplug_on"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
 
 
 class StepClock:

@@ -33,6 +33,7 @@ from lineside.agent.handlers import Ledger
 from lineside.agent.inputs import BadInput, parse_quantity
 from lineside.agent.ledger.store import rows
 from lineside.agent.tables import render
+from lineside.central import cli as central_cli
 from lineside.clock import utc_now
 
 EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT = 0, 1, 2
@@ -279,9 +280,14 @@ TX_COLUMNS = ("kind", "item", "location", "lot", "qty", "uom", "order", "cost", 
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    from lineside.agent.sync.client import check_files, file_warnings
+
     loaded = _load(args)
+    errors = check_files(loaded)
+    if errors:
+        raise ConfigInvalid(errors)
     cfg = loaded.config
-    for warning in loaded.warnings:
+    for warning in [*loaded.warnings, *file_warnings(loaded)]:
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: ok ({len(cfg.items)} items, {len(cfg.boms)} BOMs, "
@@ -604,6 +610,7 @@ COMMANDS: dict[str, tuple[str, Adder]] = {
     "tail": ("subscribe as a central system would and check what arrives", _add_tail),
     "simulate": ("stand in for every device of a config (PLCs, scanners, meters)", _add_simulate),
     "demo": ("run the agent on built-in simulators with a local broker, live", _add_demo),
+    "central": (central_cli.HELP, central_cli.add_central),
 }
 
 RUNNERS: dict[str, Runner] = {
@@ -622,6 +629,7 @@ RUNNERS: dict[str, Runner] = {
     "tail": _run_tail,
     "simulate": _run_simulate,
     "demo": _run_demo,
+    "central": central_cli.run_central,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -21,12 +23,17 @@ from pydantic import (
 )
 
 from lineside.agent.inputs import BadInput, check_code, check_quantity
-from lineside.agent.yamlsource import KeyPath, Source, format_path, parse
+from lineside.agent.sparkplug.checks import sparkplug_problems
+from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
 from lineside.drivers.dosing import AsciiMeterConfig
 from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_conflicts
 from lineside.drivers.scanner import SerialScannerConfig
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+# What a counter or meter can make a second at most, unless configured: a drop that would
+# be a rollover of more than this (per second since the last read) is a reset.
+DEFAULT_MAX_RATE = Decimal(1000)
+MAX_FILE_BYTES = 1024 * 1024  # some 12,000 items; parsing that takes seconds on a gateway
 TOPIC_SAFE = r"^[A-Za-z0-9_\-]+$"
 
 
@@ -34,16 +41,34 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
+def _plain_path(value: object) -> object:
+    """A path as the agent will use it: no NUL (the OS cannot take it), no ~ (which only a
+    shell expands, and to another folder for each user: root's under sudo)."""
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ValueError("a path cannot contain a NUL character")
+        if value.startswith("~"):
+            raise ValueError(
+                f"{value!r} starts with ~, which is not expanded: write the full path"
+                " (or one relative to this file)"
+            )
+    return value
+
+
+FilePath = Annotated[Path, BeforeValidator(_plain_path)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_plain_path)]
+
+
 class GatewayConfig(Model):
     id: str = Field(pattern=TOPIC_SAFE, max_length=64)
     site: str = Field(pattern=TOPIC_SAFE, max_length=64)
-    data_dir: Path = Path("./var")
+    data_dir: FilePath = Path("./var")
 
 
 class TlsConfig(Model):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: OptionalPath = None
+    cert_file: OptionalPath = None
+    key_file: OptionalPath = None
     insecure: bool = False
 
 
@@ -51,7 +76,7 @@ class MqttConfig(Model):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
-    password_file: Path | None = None
+    password_file: OptionalPath = None
     tls: TlsConfig | None = None
     topic_prefix: str = "lineside/v1"
     protocol: Literal["3.1.1", "5"] = "3.1.1"
@@ -64,15 +89,20 @@ class MqttConfig(Model):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     batch_max: int = Field(default=100, ge=1, le=10_000)
     inflight_max: int = Field(default=20, ge=1, le=1000)
-    retention_days: Decimal = Field(default=Decimal(7), ge=0)
-    stock_interval_s: Decimal = Field(default=Decimal(5), ge=0)
+    retention_days: Decimal = Field(default=Decimal(7), ge=0, le=3650)
+    stock_interval_s: Decimal = Field(default=Decimal(5), ge=0, le=3600)
 
     @field_validator("topic_prefix")
     @classmethod
     def _topic(cls, value: str) -> str:
-        if not value or any(c in value for c in "+#") or value[0] == "/" or value[-1] == "/":
-            raise ValueError("must be a plain topic path without +, # or leading/trailing /")
-        return value
+        return topic_prefix(value)
+
+
+def topic_prefix(value: str) -> str:
+    """An mqtt.topic_prefix as it may be: a plain topic path."""
+    if not value or any(c in value for c in "+#") or value[0] == "/" or value[-1] == "/":
+        raise ValueError("must be a plain topic path without +, # or leading/trailing /")
+    return value
 
 
 Quantity = Annotated[Decimal, AfterValidator(lambda value: check_quantity(value, ""))]
@@ -82,8 +112,8 @@ Quantity = Annotated[Decimal, AfterValidator(lambda value: check_quantity(value,
 class ItemConfig(Model):
     uom: str = Field(min_length=1, max_length=16)
     decimals: int = Field(default=0, ge=0, le=9)
-    cost: Quantity = Field(default=Decimal(0), ge=0)
-    conversion_cost: Quantity = Field(default=Decimal(0), ge=0)
+    cost: Quantity = Field(default=Decimal(0), ge=0, le=1_000_000_000)
+    conversion_cost: Quantity = Field(default=Decimal(0), ge=0, le=1_000_000_000)
     phantom: bool = False
     gtin: str | None = None
     description: str = ""
@@ -110,14 +140,14 @@ def gtin_check_digit(body: str) -> int:
 
 class ComponentConfig(Model):
     item: str
-    qty: Quantity = Field(gt=0)
+    qty: Quantity = Field(gt=0, le=1_000_000_000)
     scrap_pct: Quantity = Field(default=Decimal(0), ge=0, le=1000)
     stage: str | None = None
     flush: Literal["standard", "measured"] = "standard"
 
 
 class BomConfig(Model):
-    per: Quantity = Field(default=Decimal(1), gt=0)
+    per: Quantity = Field(default=Decimal(1), gt=0, le=1_000_000_000)
     components: list[ComponentConfig] = Field(min_length=1)
 
 
@@ -132,7 +162,9 @@ class WorkCenterConfig(Model):
     counters: CountersConfig = CountersConfig()
     stages: dict[str, str] = {}
     on_shortage: Literal["allow", "hold"] = "allow"
-    max_delta: int = Field(default=100_000, ge=1)
+    max_delta: int = Field(default=100_000, ge=1, le=1_000_000_000)
+    # units a second, at most
+    max_rate: Quantity = Field(default=DEFAULT_MAX_RATE, gt=0, le=1_000_000_000)
     order_prefix: str | None = None
 
 
@@ -140,12 +172,25 @@ class MeterConfig(Model):
     point: str
     item: str
     work_center: str
-    max_delta: Quantity = Field(default=Decimal(1_000_000), gt=0)
+    max_delta: Quantity = Field(default=Decimal(1_000_000), gt=0, le=1_000_000_000)
+    # the item's units a second, at most
+    max_rate: Quantity = Field(default=DEFAULT_MAX_RATE, gt=0, le=1_000_000_000)
+
+
+HOST_PORT = r"^[^:\s]*:[0-9]{1,5}$"
 
 
 class HealthConfig(Model):
-    listen: str = Field(default="127.0.0.1:9750", pattern=r"^[^:\s]*:\d{1,5}$")
+    listen: str = Field(default="127.0.0.1:9750", pattern=HOST_PORT)
     broker_down_after_s: int = Field(default=120, ge=1, le=86_400)
+
+    @field_validator("listen")
+    @classmethod
+    def _port(cls, value: str) -> str:
+        port = int(value.rpartition(":")[2])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} is not a TCP port: use 1..65535")
+        return value
 
 
 class LogConfig(Model):
@@ -157,6 +202,26 @@ DeviceConfig = Annotated[
     ModbusTcpConfig | ModbusRtuConfig | SerialScannerConfig | AsciiMeterConfig,
     Field(discriminator="driver"),
 ]
+
+
+class SparkplugConfig(Model):
+    """The optional Sparkplug B 3.0 edge node: live state for SCADA, read-only, beside P/tx.
+
+    Without host it connects to the mqtt: broker with mqtt's port, credentials, TLS and
+    protocol; with host, only the connection keys given here apply.
+    """
+
+    group_id: str = Field(pattern=NAME, max_length=64)
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    primary_host_id: str | None = Field(default=None, pattern=NAME, max_length=64)
+    interval_s: Decimal = Field(default=Decimal(1), ge=Decimal("0.05"), le=3600)
+    stopped_after_s: Decimal = Field(default=Decimal(60), gt=0, le=86400)
+    stock: list[str] = []
 
 
 class LinesideConfig(Model):
@@ -172,6 +237,7 @@ class LinesideConfig(Model):
     devices: dict[str, DeviceConfig] = {}
     health: HealthConfig | None = None
     log: LogConfig = LogConfig()
+    sparkplug: SparkplugConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -195,11 +261,24 @@ class ConfigInvalid(Exception):
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A valid config and the file it came from (relative paths are resolved against it)."""
+    """A valid config and the file it came from (relative paths are resolved against it).
+
+    name is the file as it was given, lines the line of each key path: for errors found
+    after loading (the files the config names) in the same file:line form.
+    """
 
     config: LinesideConfig
     path: Path
     warnings: tuple[str, ...] = ()
+    name: str = ""
+    lines: Mapping[KeyPath, int] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def error(self, path: KeyPath, message: str) -> ConfigError:
+        return ConfigError(
+            self.name or str(self.path), line_of(self.lines, path), format_path(path), message
+        )
 
     @property
     def data_dir(self) -> Path:
@@ -211,25 +290,35 @@ class LoadedConfig:
 
 def load(path: str | Path) -> LoadedConfig:
     """Read and validate a config file; raises ConfigInvalid with every error found."""
-    file = Path(path)
-    name = str(path)
+    return load_text(read_file(path), Path(path))
+
+
+def read_file(path: str | Path) -> str:
+    """A config file's text (at most MAX_FILE_BYTES and one more, for read_sections to
+    refuse); ConfigInvalid when it cannot be read."""
     try:
-        text = file.read_text(encoding="utf-8")
+        with Path(path).open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigInvalid([ConfigError(name, 1, "(file)", f"cannot read: {exc}")]) from None
-    return load_text(text, file)
+        raise ConfigInvalid([ConfigError(str(path), 1, "(file)", f"cannot read: {exc}")]) from None
 
 
-def load_text(text: str, file: Path) -> LoadedConfig:
-    name = str(file)
+def read_sections(text: str, name: str) -> tuple[Source, dict[str, Any], list[ConfigError]]:
+    """A config file's YAML as a mapping of sections with its line numbers, and the errors
+    found so far (duplicate keys); raises ConfigInvalid when it is too big, not YAML or
+    not a mapping."""
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        message = f"larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit of a config file"
+        raise ConfigInvalid([ConfigError(name, 1, "(file)", message)])
     try:
         source = parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc)
-        error = ConfigError(name, line, "(yaml)", f"not valid YAML: {problem}")
-        raise ConfigInvalid([error]) from None
+        message = problem if isinstance(exc, Refused) else f"not valid YAML: {problem}"
+        raise ConfigInvalid([ConfigError(name, line, "(yaml)", message)]) from None
     errors = [
         ConfigError(name, line, format_path(key), f"duplicate key (first given on line {first})")
         for key, line, first in source.duplicates
@@ -237,14 +326,25 @@ def load_text(text: str, file: Path) -> LoadedConfig:
     if not isinstance(source.data, dict):
         errors.append(ConfigError(name, 1, "(top level)", "must be a mapping of sections"))
         raise ConfigInvalid(errors)
-    data = _stringify_keys(source.data)
+    return source, _stringify_keys(source.data), errors
+
+
+def load_text(text: str, file: Path) -> LoadedConfig:
+    name = str(file)
+    source, data, errors = read_sections(text, name)
     config, invalid = _validate_sections(name, source, data, errors)
     problems, warnings = check_references(config, invalid)
     errors += [ConfigError(name, source.line_of(p), format_path(p), m) for p, m in problems]
     if errors:
         errors.sort(key=lambda e: e.line)
         raise ConfigInvalid(errors)
-    return LoadedConfig(config=config, path=file.resolve(), warnings=tuple(warnings))
+    return LoadedConfig(
+        config=config,
+        path=file.resolve(),
+        warnings=tuple(warnings),
+        name=name,
+        lines=source.lines,
+    )
 
 
 _ENTRY_SECTIONS = ("items", "boms", "work_centers", "meters", "devices")
@@ -278,7 +378,7 @@ def _validate_sections(
                 except ValidationError as exc:
                     invalid[field].add(entry)
                     errors.extend(
-                        _from_pydantic(name, source, e, (field, entry)) for e in exc.errors()
+                        from_pydantic(name, source, e, (field, entry)) for e in exc.errors()
                     )
             checked[field] = good
             continue
@@ -287,7 +387,7 @@ def _validate_sections(
                 Any if info.annotation is None else info.annotation
             ).validate_python(raw)
         except ValidationError as exc:
-            errors.extend(_from_pydantic(name, source, e, (field,)) for e in exc.errors())
+            errors.extend(from_pydantic(name, source, e, (field,)) for e in exc.errors())
     if "gateway" not in checked:
         checked["gateway"] = GatewayConfig(id="invalid", site="invalid")
     return LinesideConfig.model_validate(checked), invalid
@@ -308,7 +408,7 @@ def _entry_type(field: str) -> Any:
 _PATTERN_HELP = {
     TOPIC_SAFE: "use letters, digits, '-' and '_' only (it becomes an MQTT topic segment)",
     NAME: "use letters, digits, '.', '-' and '_' only, starting with a letter or digit",
-    r"^[^:\s]*:\d{1,5}$": "write it as HOST:PORT, e.g. 127.0.0.1:9750",
+    HOST_PORT: "write it as HOST:PORT, e.g. 127.0.0.1:9750",
 }
 _UNKNOWN = "unknown key (check the spelling; see docs/configuration.md)"
 
@@ -321,11 +421,15 @@ def _stringify_keys(value: Any) -> Any:
     return value
 
 
-def _from_pydantic(name: str, source: Source, err: Any, prefix: KeyPath = ()) -> ConfigError:
+def from_pydantic(
+    name: str, source: Source, err: Any, prefix: KeyPath = (), docs: str = "docs/configuration.md"
+) -> ConfigError:
+    """One pydantic error as file:line, key path and a message for a person; docs is where
+    an unknown key's spelling can be checked."""
     loc: KeyPath = prefix + tuple(p for p in err["loc"] if not _is_union_tag(p))
     message = str(err["msg"])
     if err["type"] == "extra_forbidden":
-        message = _UNKNOWN
+        message = _UNKNOWN.replace("docs/configuration.md", docs)
     elif err["type"] == "missing":
         message = "required key is missing"
     elif err["type"] == "union_tag_invalid":
@@ -386,6 +490,8 @@ def check_references(
         problems += _stage_problems(config)
     problems += _gtin_problems(config)
     problems += _rtu_problems(config)
+    problems += _signed_counter_problems(config)
+    problems += sparkplug_problems(config, items)
     bad_devices = invalid["devices"]
     points = {
         f"{dev}.{point}": dev for dev, cfg in config.devices.items() for point in cfg.point_names()
@@ -461,6 +567,33 @@ def _gtin_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
                 )
             )
         owner.setdefault(item.gtin, code)
+    return out
+
+
+def _signed_counter_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
+    """A counter or a meter's total only counts up (and wraps): a signed type would read the
+    upper half of its range as negative numbers, so it is refused rather than guessed at."""
+    refs: list[tuple[KeyPath, str]] = []
+    for name, wc in config.work_centers.items():
+        for role, ref in (("good", wc.counters.good), ("scrap", wc.counters.scrap)):
+            if ref is not None:
+                refs.append((("work_centers", name, "counters", role), ref))
+        refs += [(("work_centers", name, "stages", s), ref) for s, ref in wc.stages.items()]
+    refs += [(("meters", name, "point"), m.point) for name, m in config.meters.items()]
+    out: list[tuple[KeyPath, str]] = []
+    for where, ref in refs:
+        device, _, point = ref.partition(".")
+        spec = getattr(config.devices.get(device), "points", {}).get(point)
+        kind = getattr(spec, "type", "")
+        if kind in ("int16", "int32"):
+            out.append(
+                (
+                    where,
+                    f"point {ref} is {kind}, a signed type: counters and meter totals count"
+                    f" up and wrap, so read the same register as u{kind} (a signed one reads"
+                    " the upper half of its range as negative numbers)",
+                )
+            )
     return out
 
 

@@ -93,6 +93,7 @@ class Ledger:
         self._master_version: str | None = None
         self._master = MasterData()
         self._last_value: dict[str, str | None] = {}
+        self._seen_at: dict[str, datetime] = {}  # when each point was last read, any value
         self._explosions: dict[tuple[str, str], tuple[list[Requirement], list[str]]] = {}
         self._handlers: dict[type[Command], Callable[[UnitOfWork, Any], None]] = {
             Complete: self._complete,
@@ -173,7 +174,7 @@ class Ledger:
         The first answer under a key is final, a refusal included: a refusal depends on the
         ledger's state (an unknown item, an order that exists), and re-evaluating it after
         that state changed would apply a request the client was told was refused. Only
-        failures that are not the command's (sqlite3.Error: disk full, busy) raise past
+        failures that are not the command's (ledger_failure: disk full, busy) raise past
         this, remember nothing and may be retried under the same key.
 
         isolation ALONE: the command has the unit of work to itself, and a refusal rolls
@@ -193,7 +194,12 @@ class Ledger:
         return result
 
     def _run(self, uow: UnitOfWork, command: Command, isolation: Isolation) -> Result:
-        """The command's handler; a refusal undoes everything the handler had written."""
+        """The command's handler; a refusal undoes everything the handler had written.
+
+        A failure that is the command's own (a constraint it broke, a bug in its handler)
+        is that command's refusal, logged with its cause; one that is not (see
+        ledger_failure: disk full, I/O error, busy) raises and fails the whole unit of work.
+        """
         start_posted, start_alerts = len(uow.posted), len(uow.alerts)
         handler = self._handlers[type(command)]
         try:
@@ -207,12 +213,26 @@ class Ledger:
                 try:
                     with uow.attempt(savepoint=False):
                         handler(uow, command)
-                except Rejected:
-                    if self.conn.total_changes != written:
+                except Exception as exc:
+                    if self.conn.total_changes != written and not ledger_failure(exc):
                         raise _RefusedAfterWriting from None
                     raise
         except Rejected as exc:
             return Result(ok=False, error=str(exc), refused=isinstance(exc, Refused))
+        except _RefusedAfterWriting:
+            raise
+        except Exception as exc:
+            if ledger_failure(exc):
+                raise
+            log.error(
+                "INTERNAL ERROR: %s %s refused: %s: %s",
+                type(command).__name__,
+                command.key,
+                type(exc).__name__,
+                exc,
+                exc_info=True,
+            )
+            return Result(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
         return Result(
             ok=True,
             transactions=tuple(uow.posted[start_posted:]),
@@ -222,6 +242,7 @@ class Ledger:
     def _after_commit(self, command: Command, result: Result) -> None:
         if result.ok and isinstance(command, CounterReading | MeterReading):
             self._last_value[command.point] = str(command.value)
+            self._seen_at[command.point] = command.ts
         for alert in result.alerts:
             log.debug("alert %s", " ".join(f"{k}={v}" for k, v in alert.items()))
 
@@ -235,7 +256,10 @@ class Ledger:
         """Idle counters cost no SQLite write at all (SD cards wear out)."""
         if not isinstance(command, CounterReading | MeterReading):
             return False
-        return self._last_value.get(command.point, "\0") == str(command.value)
+        if self._last_value.get(command.point, "\0") != str(command.value):
+            return False
+        self._seen_at[command.point] = command.ts  # a rollover's time runs from here
+        return True
 
     def _refresh_master(self, uow: UnitOfWork | None = None) -> None:
         """Rebuild master data when item.put / bom.put (from any process) changed it."""
@@ -399,9 +423,16 @@ class Ledger:
         if isinstance(cmd.value, Decimal) and cmd.value != cmd.value.to_integral_value():
             raise Rejected(f"counter {cmd.point} read a fraction: {cmd.value}")
         value = int(cmd.value)
-        last_text = uow.counter(cmd.point)
+        last_text, elapsed_s = self._last_reading(uow, cmd)
         last = None if last_text is None else int(Decimal(last_text))
-        delta = interpret(last, value, point.width_bits, point.max_delta)
+        delta = interpret(
+            last,
+            value,
+            point.modulus,
+            point.max_delta,
+            max_rate=point.max_rate,
+            elapsed_s=elapsed_s,
+        )
         if delta.kind == "unchanged":
             return
         uow.save_counter(cmd.point, str(value), cmd.ts)
@@ -414,6 +445,18 @@ class Ledger:
         if delta.counts:
             wc = self._work_center(point.work_center)
             self._produce(uow, wc, point.role, int(delta.delta), event, event, cmd.ts)
+
+    def _last_reading(
+        self, uow: UnitOfWork, cmd: CounterReading | MeterReading
+    ) -> tuple[str | None, float | None]:
+        """The point's last value, and the seconds since it was last read: since the last
+        reading of any value this process saw, else since the stored value was written."""
+        state = uow.counter_state(cmd.point)
+        if state is None:
+            return None, None
+        value, stored_ts = state
+        since = self._seen_at.get(cmd.point) or datetime.fromisoformat(stored_ts)
+        return value, (cmd.ts - since).total_seconds()
 
     def _hold_implausible(
         self, uow: UnitOfWork, wc: str, role: str, units: int, event: str, cmd: Command
@@ -442,9 +485,21 @@ class Ledger:
         if meter is None:
             raise Rejected(f"point {cmd.point!r} is not a meter")
         _checked(check_quantity, cmd.value, f"meter {cmd.point} total")
-        last_text = uow.counter(cmd.point)
+        if cmd.value < 0:
+            raise Rejected(
+                f"meter {cmd.point} read a negative total {cmd.value}: a bad reading, not"
+                " consumption"
+            )
+        last_text, elapsed_s = self._last_reading(uow, cmd)
         last = None if last_text is None else Decimal(last_text)
-        delta = interpret(last, cmd.value, None, meter.max_delta)
+        delta = interpret(
+            last,
+            cmd.value,
+            meter.modulus,
+            meter.max_delta,
+            max_rate=meter.max_rate,
+            elapsed_s=elapsed_s,
+        )
         if delta.kind == "unchanged":
             return
         uow.save_counter(cmd.point, str(cmd.value), cmd.ts)
@@ -850,6 +905,39 @@ class Isolation(Enum):
 
 class _RefusedAfterWriting(Exception):
     """A command of a batch run without savepoints was refused after it had written."""
+
+
+# SQLite's primary result codes that are the ledger file's trouble, whatever the command.
+_LEDGER_FAILURES = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOLFS,
+        sqlite3.SQLITE_AUTH,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def ledger_failure(exc: BaseException) -> bool:
+    """Whether exc is the ledger's failure (disk full, I/O error, busy, read-only, closed),
+    which no command can be blamed for, rather than the command's own (a constraint it
+    broke, a bug): the first stops all writing, the second refuses that command alone."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = exc.sqlite_errorcode
+    if code is None:  # raised by Python's sqlite3 itself: a closed ledger, or wrong bindings
+        return "closed" in str(exc)
+    return code & 0xFF in _LEDGER_FAILURES
 
 
 def _keyed(command: Command) -> bool:

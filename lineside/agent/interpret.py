@@ -8,7 +8,14 @@ from decimal import Decimal
 
 from lineside.agent.commands import Command, CounterReading, MeterReading, Receive, StartOrder
 from lineside.agent.points import PointMap
-from lineside.agent.scans import UNIT_OF_AI, LotReceipt, OrderStart, interpret_scan
+from lineside.agent.scans import (
+    COUNT_AIS,
+    MEASURE_UOMS,
+    UNIT_OF_AI,
+    LotReceipt,
+    OrderStart,
+    interpret_scan,
+)
 from lineside.agent.scans import Rejected as ScanRejected
 from lineside.drivers.base import Reading, Scan
 
@@ -70,10 +77,18 @@ def scan_command(
     key = f"scan:{scan.device}:{scan.ts.isoformat()}:{seq}"
     if isinstance(meaning, LotReceipt):
         unit = UNIT_OF_AI.get(meaning.qty_ai[:3])
-        if unit is not None and uoms.get(meaning.item) != unit:
+        uom = uoms.get(meaning.item)
+        if unit is not None and uom != unit:
             reason = (
                 f"label gives the quantity in {unit} ({meaning.qty_ai}) but {meaning.item}"
-                f" is stocked in {uoms.get(meaning.item)!r}"
+                f" is stocked in {uom!r}"
+            )
+            return Refusal("scan_rejected", reason, scan.device, scan.data)
+        if meaning.qty_ai in COUNT_AIS and uom in MEASURE_UOMS:
+            reason = (
+                f"label gives a count of units ({meaning.qty_ai}) but {meaning.item} is"
+                f" stocked in {uom!r}: scan a net quantity label ((310n) kg, (315n) l) or"
+                " receive it by hand"
             )
             return Refusal("scan_rejected", reason, scan.device, scan.data)
         return Receive(

@@ -52,6 +52,16 @@ class Metrics:
             registry=r,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
         )
+        self.poll_seconds = Histogram(
+            "lineside_poll_seconds",
+            "How long one whole poll of a Modbus device took",
+            ["device"],
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+        )
+        self.slow_polls = Counter(
+            "lineside_slow_polls", "Polls that took longer than poll_ms", ["device"], registry=r
+        )
         self.ledger_bytes = Gauge("lineside_ledger_bytes", "Ledger size on disk", registry=r)
         self.write_batches = Counter(
             "lineside_ledger_batches", "Ledger write transactions", registry=r

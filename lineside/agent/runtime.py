@@ -14,23 +14,30 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lineside import __version__
 from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
 from lineside.agent.commands import Command, CounterReading, MeterReading, Notice, Result
 from lineside.agent.config import LoadedConfig
-from lineside.agent.handlers import Ledger
+from lineside.agent.handlers import Ledger, ledger_failure
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
+from lineside.agent.liveness import Loop, dead
+from lineside.agent.liveness import problem as dead_thread
 from lineside.agent.metrics import Metrics
-from lineside.agent.sync.service import Sync
+from lineside.agent.sparkplug.checks import node_changed
+from lineside.agent.sparkplug.live import LiveState
+from lineside.agent.sync.service import Sync, SyncSetupError
 from lineside.agent.sync.status import ledger_bytes, sync_status
 from lineside.clock import Clock, utc_now
-from lineside.drivers.base import DeviceStatus, Driver, Event, Reading, Scan
+from lineside.drivers.base import DeviceStatus, Driver, Event, PollTime, Reading, Scan
 from lineside.drivers.registry import DeviceSet, build_drivers
+
+if TYPE_CHECKING:  # the node (and protobuf) is imported only when sparkplug: is on
+    from lineside.agent.sparkplug.node import SparkplugNode
 
 log = logging.getLogger("lineside.agent")
 BATCH_MAX = 500
@@ -98,7 +105,9 @@ class Agent:
         self.devices: dict[str, DeviceState] = {}
         self.ledger: Ledger | None = None
         self.sync: Sync | None = None
+        self.sparkplug: SparkplugNode | None = None
         self.ledger_error: str | None = None
+        self.sync_error: str | None = None  # a sync that could not be started again
         self.writer_heartbeat = time.monotonic()
         self._supervisors: list[Supervisor] = []
         self._device_set: DeviceSet | None = None
@@ -106,6 +115,7 @@ class Agent:
         self._writer: threading.Thread | None = None
         self._pending: list[Command] = []
         self._dropped_readings = 0
+        self._refused_points: dict[str, str] = {}  # the first refusal of each point's readings
         self._broker_lost_at: float | None = None
         self._scan_seq = itertools.count(1)
 
@@ -121,6 +131,7 @@ class Agent:
         self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
         self._writer.start()
         self.sync.start()  # takes the ledger's publisher lock before any device is polled
+        self._start_sparkplug()
         self._start_devices()
         log.info(
             "lineside %s started: gateway %s, %d devices, ledger %s",
@@ -134,6 +145,7 @@ class Agent:
         """Finish the current ledger transaction, give in-flight publishes a few seconds."""
         started = time.monotonic()
         deadline = started + timeout_s
+        self._stop_sparkplug(timeout_s / 4)  # its NDEATH first, while the line still reads
         self._stop_devices(join_s=min(2.0, timeout_s / 2))
         self._stop.set()
         if self._writer is not None:
@@ -145,26 +157,67 @@ class Agent:
         log.info("stopped in %.1f s", time.monotonic() - started)
 
     def reload(self, loaded: LoadedConfig) -> None:
-        """Apply a valid new config: devices restarted, points and master data replaced."""
+        """Apply a valid new config: devices restarted, points and master data replaced.
+
+        Raises SyncSetupError before anything is changed when the new mqtt settings
+        cannot be used (a file they name cannot be read): the old config keeps running.
+        """
         assert self.ledger is not None and self.sync is not None
-        mqtt_changed = loaded.config.mqtt != self.loaded.config.mqtt
         gateway_changed = loaded.config.gateway != self.loaded.config.gateway
         if gateway_changed:
             log.warning("gateway section changed: restart lineside to apply it (kept the old)")
-            loaded = LoadedConfig(
-                loaded.config.model_copy(update={"gateway": self.loaded.config.gateway}),
-                loaded.path,
-                loaded.warnings,
-            )
+            gateway = self.loaded.config.gateway
+            loaded = replace(loaded, config=loaded.config.model_copy(update={"gateway": gateway}))
+        sync = None
+        if loaded.config.mqtt != self.loaded.config.mqtt:
+            sync = Sync(loaded, self.ledger, self.db_path, clock=self.clock)  # reads the files
         self._stop_devices()
         self.ledger.reconfigure(loaded.config)
-        self.loaded = loaded
-        if mqtt_changed:
-            self.sync.stop()
-            self.sync = Sync(loaded, self.ledger, self.db_path, clock=self.clock)
-            self.sync.start()
+        old, self.loaded = self.loaded, loaded
+        if sync is not None:
+            self._replace_sync(sync)
+        if node_changed(old.config, loaded.config):
+            self._stop_sparkplug()
+            try:
+                self._start_sparkplug()
+            except SyncSetupError as exc:  # a file check_files passed became unreadable since
+                log.error("sparkplug: not started with the new config: %s", exc)
         self._start_devices()
         log.info("config reloaded: %d devices", len(loaded.config.devices))
+
+    def _replace_sync(self, sync: Sync) -> None:
+        assert self.sync is not None
+        self.sync.stop()
+        self.sync = sync
+        try:
+            sync.start()
+        except SyncSetupError as exc:  # the old threads hang on to the ledger's lock
+            log.error("sync not restarted: %s", exc)
+            self.sync_error = str(exc)
+
+    def _start_sparkplug(self) -> None:
+        if self.loaded.config.sparkplug is None:
+            return
+        from lineside.agent.sparkplug.node import SparkplugNode
+
+        # reads its password and certificates now: SyncSetupError stops the start
+        self.sparkplug = SparkplugNode(self.loaded, self.db_path, self.live_state, clock=self.clock)
+        self.sparkplug.start()
+
+    def _stop_sparkplug(self, timeout_s: float = 2.0) -> None:
+        if self.sparkplug is not None:
+            self.sparkplug.stop(timeout_s)
+            self.sparkplug = None
+
+    def live_state(self) -> LiveState:
+        """For the Sparkplug node's thread: copies, as the writer keeps changing these."""
+        devices = list(self.devices.items())
+        values = {f"{name}.{p}": v for name, s in devices for p, v in dict(s.last_values).items()}
+        return LiveState(
+            values=values,
+            devices_up={name: s.up for name, s in devices},
+            broker_connected=self.sync is not None and self.sync.connected,
+        )
 
     def _start_devices(self) -> None:
         self._device_set = self.driver_factory(dict(self.loaded.config.devices), self.clock)
@@ -194,6 +247,11 @@ class Agent:
     def emit(self, event: Event) -> None:
         """Called from device threads. Readings are state: when the queue is full one may
         be dropped, as the next carries the counter on. Scans and status never are."""
+        if isinstance(event, PollTime):  # a measure: counted here, never queued
+            self.metrics.poll_seconds.labels(event.device).observe(event.seconds)
+            if event.slow:
+                self.metrics.slow_polls.labels(event.device).inc()
+            return
         if isinstance(event, Reading):
             if not self._means_something(event):
                 self._reading(event)  # shown in status and metrics; nothing to post
@@ -240,10 +298,11 @@ class Agent:
         assert self.ledger is not None
         try:
             results = self.ledger.execute_batch(commands)
-        except sqlite3.Error as exc:
-            self._ledger_failed(exc, commands)
-            return
-        except Exception:  # a bug in a handler must not end the writer: isolate the command
+        except Exception as exc:
+            if isinstance(exc, sqlite3.Error) and ledger_failure(exc):
+                self._ledger_failed(exc, commands)
+                return
+            # a bug outside any handler must not end the writer: one command at a time
             log.exception(
                 "internal error in a batch of %d commands; retrying one by one", len(commands)
             )
@@ -255,8 +314,7 @@ class Agent:
         if self.sync is not None and any(r.transactions or r.alerts for r in results):
             self.sync.rows_written()
         for command, result in zip(commands, results, strict=True):
-            if not result.ok and not result.duplicate:
-                log.warning("refused %s: %s", type(command).__name__, result.error)
+            self._log_outcome(command, result)
             if result.transactions and isinstance(command, CounterReading | MeterReading):
                 self.metrics.deltas.labels(command.point).inc()
             for tx in result.transactions:
@@ -266,6 +324,21 @@ class Agent:
             for alert in result.alerts:
                 self.metrics.alerts.labels(alert["kind"]).inc()
                 log.warning("alert %s", " ".join(f"{k}={v}" for k, v in alert.items() if k != "ts"))
+
+    def _log_outcome(self, command: Command, result: Result) -> None:
+        """A refusal is a warning; a point's readings refused again (every poll, while a
+        meter reads negative) are debug, until one of its readings is taken."""
+        point = command.point if isinstance(command, CounterReading | MeterReading) else None
+        if result.ok or result.duplicate:
+            if point is not None and self._refused_points.pop(point, None) is not None:
+                log.info("%s: readings taken again", point)
+            return
+        if point is not None and point in self._refused_points:
+            log.debug("refused %s again: %s", type(command).__name__, result.error)
+            return
+        if point is not None:
+            self._refused_points[point] = result.error or ""
+        log.warning("refused %s: %s", type(command).__name__, result.error)
 
     def _execute_alone(self, command: Command) -> Result:
         assert self.ledger is not None
@@ -284,9 +357,9 @@ class Agent:
         if self.ledger_error is None:
             log.error(
                 "LEDGER NOT WRITABLE (%s): counters are not advancing; the PLCs keep "
-                "counting and nothing is lost. Free disk space on %s.",
+                "counting and nothing is lost. %s",
                 exc,
-                self.db_path.parent,
+                what_to_do(exc, self.db_path.parent),
             )
         self.ledger_error = str(exc)
         self._pending = [c for c in commands if c.key and not _is_reading(c)][-10_000:]
@@ -297,7 +370,9 @@ class Agent:
             return self._reading(event)
         if isinstance(event, Scan):
             return self._scan(event)
-        return self._device_status(event)
+        if isinstance(event, DeviceStatus):
+            return self._device_status(event)
+        return None
 
     def _reading(self, reading: Reading) -> Command | None:
         state = self.devices.setdefault(reading.device, DeviceState())
@@ -360,15 +435,39 @@ class Agent:
         return Notice(key="", ts=status.ts, kind=kind, fields=fields)
 
     # -- health --------------------------------------------------------------------------
+    def loops(self) -> list[Loop]:
+        """Every thread of the agent that must run while it runs."""
+        loops = [] if self._writer is None else [Loop(self._writer, self._stop.is_set)]
+        loops += [Loop(sup.thread, sup.stop.is_set) for sup in self._supervisors]
+        if self.sync is not None:
+            loops += self.sync.loops()
+        if self.sparkplug is not None:
+            loops += self.sparkplug.loops()
+        return loops
+
+    def loop_problems(self) -> list[str]:
+        """Threads that died and a writer that stopped coming round: what a restart cures.
+
+        The systemd watchdog is fed only while this is empty.
+        """
+        problems = [dead_thread(name) for name in dead(self.loops())]
+        if self.sync_error is not None:
+            problems.append(f"sync not running: {self.sync_error}")
+        writer = self._writer
+        if writer is not None and writer.is_alive() and self._writer_stalled():
+            problems.append("ledger writer loop stalled")
+        return problems
+
+    def _writer_stalled(self) -> bool:
+        return time.monotonic() - self.writer_heartbeat > 10
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy while the ledger is writable, the loops live and the broker not gone long."""
         problems: list[str] = []
         now = time.monotonic()
         if self.ledger_error is not None:
             problems.append(f"ledger not writable: {self.ledger_error}")
-        writer_alive = self._writer is not None and self._writer.is_alive()
-        if not writer_alive or now - self.writer_heartbeat > 10:
-            problems.append("ledger writer loop stalled")
+        problems += self.loop_problems()
         connected = self.sync is not None and self.sync.connected
         if connected:
             self._broker_lost_at = None
@@ -410,6 +509,25 @@ class Agent:
             self.metrics.published.set(self.sync.counters()["messages_published"])
             self.metrics.broker_up.set(1 if self.sync.connected else 0)
         return {**status, "held": held}
+
+
+def what_to_do(exc: sqlite3.Error, data_dir: Path) -> str:
+    """The advice for a ledger that cannot be written, by SQLite's primary error code."""
+    code = (exc.sqlite_errorcode or 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL:
+        return f"Free disk space on {data_dir}."
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (
+            "Another process holds the ledger's write lock (a lineside command, a backup):"
+            " let it finish."
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
+        return (
+            f"Check that {data_dir} is mounted read-write and belongs to the service user."
+        )
+    if code == sqlite3.SQLITE_IOERR:
+        return "An I/O error: the disk or SD card may be failing (see dmesg)."
+    return f"Check the disk and the ledger in {data_dir}."
 
 
 def _is_reading(command: Command) -> bool:

@@ -26,8 +26,12 @@ Rules, in order:
      check it against the item's unit. A (400) next to a GTIN is the customer's
      order on a supplier label and does not start anything.
    - without a GTIN, (400) starts that order.
-   - a bad check digit, an unknown GTIN, a missing or zero quantity, a barcode
-     biip cannot parse: ``Rejected``.
+   - a bad check digit, an unknown GTIN, a missing or zero quantity, both a (30) and a
+     (37) count (which one is meant?), a (10) lot longer than GS1's 20 characters, a
+     barcode biip cannot parse: ``Rejected``.
+   - a symbology identifier that is not a GS1 one (``]C0`` plain Code 128, ``]A0`` Code
+     39): its data is not GS1 element strings, whatever it looks like; ``Rejected``
+     (an EAN/UPC's GTIN is a product barcode, rejected as such).
 
 Without GS after a lot, the lot swallows the fields after it, exactly as biip
 parses it; the rejection then says that the scanner may not be sending GS.
@@ -51,6 +55,10 @@ _QTY_AIS = ("310", "315", "30", "37")  # preference order; 310 matches 3100-3105
 # The unit a measure AI states: a label in kg for an item stocked in l is refused.
 UNIT_OF_AI = {"310": "kg", "315": "l"}
 MAX_ORDER_LENGTH = 64
+MAX_LOT_LENGTH = 20  # GS1 General Specifications: AI (10) is X..20
+COUNT_AIS = ("30", "37")
+# Units an item is measured in, never counted: a count label for one is refused.
+MEASURE_UOMS = frozenset({"kg", "g", "t", "l", "ml", "m", "cm", "mm", "m2", "m3"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +115,14 @@ def _interpret(data: str, gtin_to_item: Mapping[str, str], order_prefix: str | N
     import biip
 
     result = biip.parse(prefix + payload)
+    if result.gs1_message is not None and symbology is not None and not gs1_symbol:
+        if result.gtin is not None and symbology.gs1_symbology is not None:  # an EAN/UPC
+            return _gtin_alone(result.gtin.value)
+        return Rejected(
+            f"{symbology.value} is a {symbology.iso_symbology.name.replace('_', ' ')} symbol"
+            " without FNC1, not GS1 data (a GS1-128 label reads ]C1): the label is not a GS1"
+            " lot label, or the scanner does not pass FNC1 on"
+        )
     if result.gs1_message is None:
         if is_order:  # a GS1 symbol that holds no GS1 data: the prefix still says order
             return _order_from_prefix(payload, order_prefix or "")
@@ -161,6 +177,13 @@ def _not_gs1(result: Any, payload: str, order_prefix: str | None) -> ScanMeaning
     if result.gtin_error and "check digit" in result.gtin_error:
         return Rejected(f"bad check digit: {result.gtin_error}")
     why = result.gs1_message_error or "not a GS1 element string"
+    too_long = _overlong_lot(payload)
+    if too_long is not None:
+        return Rejected(
+            f"lot longer than {MAX_LOT_LENGTH} characters: (10) runs for {too_long}"
+            f" ({payload[:40]!r}): GS1 allows {MAX_LOT_LENGTH}; check the label, or whether"
+            " the scanner sends GS after the lot"
+        )
     if order_prefix:
         why += f"; and it does not start with the order prefix {order_prefix!r}"
     return Rejected(f"unparseable barcode {payload[:40]!r}: {why}")
@@ -178,6 +201,30 @@ def _from_elements(result: Any, payload: str, gtin_to_item: Mapping[str, str]) -
         return _gtin_alone(result.gtin.value)
     found = ", ".join(f"({e.ai.ai})" for e in elements) or "nothing"
     return Rejected(f"neither a lot label (01 GTIN) nor an order (400): found {found}")
+
+
+def _overlong_lot(payload: str) -> int | None:
+    """The length of a (10) lot longer than GS1's 20 characters, walking the element
+    strings from the start (biip only says it found no AI after it); None if there is none."""
+    from biip.gs1_application_identifiers import GS1ApplicationIdentifier
+
+    rest = payload
+    while rest:
+        try:
+            ai = GS1ApplicationIdentifier.extract(rest)
+        except Exception:  # biip's ParseError: not an element string from here on
+            return None
+        if not ai.separator_required:  # fixed length: "N2+N14" is 2 + 14 characters
+            rest = rest[sum(int(n) for n in re.findall(r"[NX](\d+)", ai.format)) :]
+            continue
+        end = rest.find(GS)
+        value = rest[len(ai.ai) : end if end >= 0 else len(rest)]
+        if ai.ai == "10" and len(value) > MAX_LOT_LENGTH:
+            return len(value)
+        if end < 0:
+            return None
+        rest = rest[end + 1 :]
+    return None
 
 
 def _gtin_alone(gtin: str) -> Rejected:
@@ -200,6 +247,8 @@ def _receipt(
     quantity = _quantity(elements)
     if quantity is None:
         return Rejected(_no_quantity(lot, payload))
+    if isinstance(quantity, Rejected):
+        return quantity
     qty, qty_ai = quantity
     if qty <= 0:
         return Rejected(f"quantity ({qty_ai}) is zero")
@@ -208,7 +257,13 @@ def _receipt(
     return LotReceipt(gtin=gtin, item=item, lot=lot, qty=qty, expiry=expiry, qty_ai=qty_ai)
 
 
-def _quantity(elements: Any) -> tuple[Decimal, str] | None:
+def _quantity(elements: Any) -> tuple[Decimal, str] | Rejected | None:
+    counts = [ai for ai in COUNT_AIS if elements.get(ai=ai) is not None]
+    if len(counts) > 1:  # (30) variable count and (37) count of trade items: which one?
+        return Rejected(
+            "label has both (30) and (37) counts: ambiguous, which is the quantity?"
+            " Receive it by hand"
+        )
     for ai in _QTY_AIS:
         element = elements.get(ai=ai)
         if element is None:

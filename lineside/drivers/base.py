@@ -48,7 +48,16 @@ class DeviceStatus:
     reason: str = ""
 
 
-Event = Reading | Scan | DeviceStatus
+@dataclass(frozen=True, slots=True)
+class PollTime:
+    """How long one whole poll of a device took (a measure for the metrics, not a value)."""
+
+    device: str
+    seconds: float
+    slow: bool  # longer than the device's poll_ms: its readings come less often than asked
+
+
+Event = Reading | Scan | DeviceStatus | PollTime
 Emit = Callable[[Event], None]
 
 

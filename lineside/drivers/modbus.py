@@ -43,7 +43,7 @@ class ModbusPoint(DriverModel):
     type: PointType = "uint16"
     table: Table = "holding"
     word_order: WordOrder = "big"
-    scale: Decimal = Field(default=Decimal(1), gt=0)
+    scale: Decimal = Field(default=Decimal(1), gt=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _fits_table(self) -> ModbusPoint:

@@ -22,17 +22,16 @@ errors on the ``pymodbus`` logger; the agent's logging setup decides their level
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ExceptionResponse
 
 from lineside.clock import Clock, utc_now
-from lineside.drivers.base import Backoff, DeviceStatus, Emit, Event, Reading, StopFlag
+from lineside.drivers.base import Backoff, DeviceStatus, Emit, Event, PollTime, Reading, StopFlag
 from lineside.drivers.modbus import (
     BIT_TABLES,
     ModbusPoint,
@@ -41,23 +40,30 @@ from lineside.drivers.modbus import (
     rtu_port_conflicts,
 )
 from lineside.drivers.modbus_codec import DecodeError, ReadBlock, decode_point, plan_reads
+from lineside.drivers.modbus_frames import (
+    FUNCTION_CODE,
+    DeviceUnreachable,
+    ExceptionReply,
+    Values,
+    byte_count,
+    exception_answer,
+)
+from lineside.drivers.modbus_rtu import RtuBus
+
+__all__ = [
+    "DeviceUnreachable",
+    "ExceptionReply",
+    "ModbusRtuDriver",
+    "ModbusTcpDriver",
+    "RtuBus",
+    "build_modbus_drivers",
+    "build_rtu_buses",
+    "request_block",
+]
 
 log = logging.getLogger("lineside.drivers.modbus")
 
-Values = list[int] | list[bool]
 DEFAULT_BACKOFF = Backoff()  # 0.5 s doubling to 10 s; frozen, so every driver can share it
-
-EXCEPTION_NAMES: dict[int, str] = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
 
 _READ_METHOD: dict[str, str] = {
     "holding": "read_holding_registers",
@@ -67,41 +73,31 @@ _READ_METHOD: dict[str, str] = {
 }
 
 
-class DeviceUnreachable(Exception):
-    """No usable answer: connection refused or lost, timeout, serial port gone."""
-
-
-class ExceptionReply(Exception):
-    """The device answered a request with a Modbus exception response."""
-
-    def __init__(self, code: int) -> None:
-        self.code = code
-        super().__init__(describe_exception(code))
-
-
-def describe_exception(code: int) -> str:
-    return f"modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown code')})"
-
-
-def request_block(client: Any, unit: int, block: ReadBlock) -> Values:
+def request_block(client: Any, unit: int, block: ReadBlock, timeout_ms: int) -> Values:
     """Issue one read on a pymodbus sync client; classify every way it can fail.
 
-    Raises DeviceUnreachable (no answer), ExceptionReply (an exception response) or
-    DecodeError (an answer too short for the block).
+    pymodbus matches a TCP answer to its request by transaction id and unit; the function
+    code and the count are checked here. Raises DeviceUnreachable (no usable answer, or a
+    gateway's exception 10/11) or ExceptionReply (an exception response).
     """
     read = getattr(client, _READ_METHOD[block.table])
     try:
         response = read(block.address, count=block.count, device_id=unit)
     except (ModbusException, OSError) as exc:
-        raise DeviceUnreachable(str(exc) or type(exc).__name__) from exc
+        text = str(exc) or type(exc).__name__
+        if "No response received" in text:
+            text = f"no answer within timeout_ms {timeout_ms}"
+        raise DeviceUnreachable(text) from exc
     if isinstance(response, ExceptionResponse):
-        raise ExceptionReply(int(response.exception_code))
-    if response.isError():
-        raise DeviceUnreachable(f"error response: {response}")
+        raise exception_answer(int(response.exception_code))
+    function = FUNCTION_CODE[block.table]
+    if response.function_code != function:
+        raise DeviceUnreachable(f"an answer of function {response.function_code}, not {function}")
     values: Values = list(response.bits if block.table in BIT_TABLES else response.registers)
-    # Bit responses are padded to whole bytes, so only a short answer is an error.
-    if len(values) < block.count:
-        raise DecodeError(f"short response: {len(values)} of {block.count} values")
+    # Bits come padded to whole bytes: what must match is the byte count.
+    got = (len(values) + 7) // 8 if block.table in BIT_TABLES else 2 * len(values)
+    if got != byte_count(block):
+        raise DeviceUnreachable(f"an answer with {got} data bytes, not {byte_count(block)}")
     return values[: block.count]
 
 
@@ -125,25 +121,57 @@ class Link(Protocol):
 
 
 class TcpLink:
-    """A driver's own TCP connection; dropped after any failure so a reconnect starts clean."""
+    """A driver's own TCP connection; dropped after any failure so a reconnect starts clean.
 
-    def __init__(self, config: ModbusTcpConfig) -> None:
+    neighbours: the other devices configured on the same host and port, named in the hint
+    when a fresh connection is accepted but not served.
+    """
+
+    def __init__(self, config: ModbusTcpConfig, neighbours: Sequence[str] = ()) -> None:
         self._config = config
+        self._neighbours = tuple(neighbours)
         self._client: SyncClient | None = None
+        self._answered = False
 
     def read(self, unit: int, block: ReadBlock) -> Values:
         client = self._client or self._open()
         if not client.connected and not client.connect():
             self.close()
-            raise DeviceUnreachable(f"cannot connect to {self._config.host}:{self._config.port}")
+            raise DeviceUnreachable(f"cannot connect to {self._address()}")
         try:
-            return request_block(client, unit, block)
-        except DeviceUnreachable:
+            values = request_block(client, unit, block, self._config.timeout_ms)
+        except DeviceUnreachable as exc:
             # A late answer on a kept socket could be taken for the next request's.
+            fresh, text = not self._answered, str(exc)
             self.close()
+            if fresh and ("timeout_ms" in text or "closed" in text.lower()):
+                raise DeviceUnreachable(f"{exc}{self._single_connection_hint()}") from exc
             raise
+        except ExceptionReply:
+            self._answered = True
+            raise
+        self._answered = True
+        return values
+
+    def _single_connection_hint(self) -> str:
+        """Many small PLCs serve one Modbus TCP connection (or a few): the others are
+        accepted and then left unanswered, or closed at once."""
+        hint = (
+            f"; {self._address()} accepted the connection but did not serve it: some PLCs"
+            " serve only one Modbus TCP connection at a time (an HMI, SCADA or another"
+            " gateway may hold it)"
+        )
+        if len(self._neighbours) == 1:
+            hint += f"; device {self._neighbours[0]} connects to it too"
+        elif self._neighbours:
+            hint += f"; devices {', '.join(self._neighbours)} connect to it too"
+        return hint
+
+    def _address(self) -> str:
+        return f"{self._config.host}:{self._config.port}"
 
     def close(self) -> None:
+        self._answered = False
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -158,93 +186,6 @@ class TcpLink:
             name=f"{self._config.host}:{self._config.port}",
         )
         return self._client
-
-
-class RtuBus:
-    """One serial port shared by every modbus_rtu device on it (each with its own unit id).
-
-    An RS-485 line carries one request at a time: the lock makes every transaction
-    (request, response or timeout, retries) exclusive, and ``pause_ms`` is kept
-    between the end of one transaction and the start of the next. The port is
-    opened on first use, reopened after an I/O error and never at construction.
-    ``port`` is a device path or a pyserial URL (``socket://host:port``,
-    ``rfc2217://host:port``, ``loop://``).
-    """
-
-    def __init__(
-        self,
-        port: str,
-        *,
-        baudrate: int = 9600,
-        parity: str = "N",
-        stopbits: int = 1,
-        bytesize: int = 8,
-        timeout_ms: int = 1000,
-        pause_ms: int = 20,
-        retries: int = 1,
-    ) -> None:
-        self.port = port
-        self.baudrate = baudrate
-        self.parity = parity
-        self.stopbits = stopbits
-        self.bytesize = bytesize
-        self.timeout_ms = timeout_ms
-        self.pause_ms = pause_ms
-        self.retries = retries
-        self._lock = threading.Lock()
-        self._client: SyncClient | None = None
-        self._last_end: float | None = None
-
-    def read(self, unit: int, block: ReadBlock) -> Values:
-        with self._lock:
-            self._keep_pause()
-            try:
-                return self._read_locked(unit, block)
-            finally:
-                self._last_end = time.monotonic()
-
-    def close(self) -> None:
-        with self._lock:
-            self._close_locked()
-
-    def _keep_pause(self) -> None:
-        if self._last_end is None:
-            return
-        remaining = self._last_end + self.pause_ms / 1000 - time.monotonic()
-        if remaining > 0:
-            time.sleep(remaining)
-
-    def _read_locked(self, unit: int, block: ReadBlock) -> Values:
-        client = self._client or self._open()
-        if not client.connected and not client.connect():
-            self._close_locked()
-            raise DeviceUnreachable(f"cannot open serial port {self.port}")
-        try:
-            return request_block(client, unit, block)
-        except DeviceUnreachable:
-            # A unit's timeout leaves the port open for the other units; an I/O error
-            # has already closed it inside pymodbus, so start afresh next time.
-            if not client.connected:
-                self._close_locked()
-            raise
-
-    def _open(self) -> SyncClient:
-        self._client = ModbusSerialClient(
-            self.port,
-            baudrate=self.baudrate,
-            parity=self.parity,
-            stopbits=self.stopbits,
-            bytesize=self.bytesize,
-            timeout=self.timeout_ms / 1000,
-            retries=self.retries,
-            name=self.port,
-        )
-        return self._client
-
-    def _close_locked(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
 
 class BusLink:
@@ -301,6 +242,7 @@ class _Poller:
         self._backoff = backoff
         self._faults = _Faults(name)
         self._down = False
+        self._warned_slow = False
 
     def run(self, stop: StopFlag, emit: Emit) -> None:
         log.info(
@@ -314,7 +256,7 @@ class _Poller:
         try:
             while not stop.is_set():
                 started = time.monotonic()
-                if self._poll_guarded(emit):
+                if self._poll_guarded(emit, started):
                     delays = None
                     wait = self._poll_s - (time.monotonic() - started)
                 else:
@@ -325,7 +267,7 @@ class _Poller:
             self._close_quietly()
         log.info("%s: stopped", self.name)
 
-    def _poll_guarded(self, emit: Emit) -> bool:
+    def _poll_guarded(self, emit: Emit, started: float) -> bool:
         """One poll; False when the device did not answer (so the caller backs off)."""
         try:
             readings = self._poll_once()
@@ -341,7 +283,24 @@ class _Poller:
         self._came_up(emit)
         for reading in readings:
             self._emit(emit, reading)
+        self._timed(time.monotonic() - started, emit)
         return True
+
+    def _timed(self, seconds: float, emit: Emit) -> None:
+        """A poll slower than poll_ms gets one warning (the metrics count them all)."""
+        slow = seconds > self._poll_s
+        if slow and not self._warned_slow:
+            self._warned_slow = True
+            log.warning(
+                "%s: a poll of %d requests took %.3g s, longer than poll_ms %d: readings come"
+                " that much less often (a slow device or bus: raise poll_ms, or read fewer"
+                " blocks); lineside_slow_polls_total counts them, this is said once",
+                self.name,
+                len(self._blocks),
+                seconds,
+                round(self._poll_s * 1000),
+            )
+        self._emit(emit, PollTime(self.name, seconds, slow))
 
     def _poll_once(self) -> list[Reading]:
         """Read every block; readings are emitted only once the whole poll got answers."""
@@ -417,8 +376,9 @@ class ModbusTcpDriver(_Poller):
         clock: Clock = utc_now,
         *,
         backoff: Backoff = DEFAULT_BACKOFF,
+        neighbours: Sequence[str] = (),
     ) -> None:
-        link = TcpLink(config)
+        link = TcpLink(config, neighbours)
         super().__init__(name, config.unit, config.poll_ms, config.points, link, clock, backoff)
 
 
@@ -472,6 +432,16 @@ def _bus_for(port: str, configs: Sequence[ModbusRtuConfig]) -> RtuBus:
 ModbusDriver = ModbusTcpDriver | ModbusRtuDriver
 
 
+def _same_address(
+    name: str, config: ModbusTcpConfig, tcp: Mapping[str, ModbusTcpConfig]
+) -> list[str]:
+    return [
+        other
+        for other, c in tcp.items()
+        if other != name and (c.host, c.port) == (config.host, config.port)
+    ]
+
+
 def build_modbus_drivers(
     devices: Mapping[str, object], clock: Clock = utc_now
 ) -> tuple[list[ModbusDriver], dict[str, RtuBus]]:
@@ -482,8 +452,9 @@ def build_modbus_drivers(
     """
     rtu = {n: c for n, c in devices.items() if isinstance(c, ModbusRtuConfig)}
     buses = build_rtu_buses(rtu)
+    tcp = {n: c for n, c in devices.items() if isinstance(c, ModbusTcpConfig)}
     drivers: list[ModbusDriver] = [
-        ModbusTcpDriver(n, c, clock) for n, c in devices.items() if isinstance(c, ModbusTcpConfig)
+        ModbusTcpDriver(n, c, clock, neighbours=_same_address(n, c, tcp)) for n, c in tcp.items()
     ]
     drivers.extend(ModbusRtuDriver(n, c, buses[c.port], clock) for n, c in rtu.items())
     return drivers, buses

@@ -9,7 +9,8 @@ from datetime import datetime
 from lineside.clock import utc_now
 from lineside.drivers.base import Driver
 from lineside.drivers.dosing import AsciiMeterConfig, AsciiMeterDriver
-from lineside.drivers.modbus_driver import RtuBus, build_modbus_drivers
+from lineside.drivers.modbus_driver import build_modbus_drivers
+from lineside.drivers.modbus_rtu import RtuBus
 from lineside.drivers.scanner import SerialScannerConfig, SerialScannerDriver
 
 

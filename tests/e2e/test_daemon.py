@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lineside.simulators.plc import PlcSimulator, SimPoint
 from tests.broker import Broker, Consumer, free_port, wait_until
+from tests.e2e.agent_run import NotifySocket, http
 
 CONFIG = """
 gateway: {{id: gw-e2e, site: test, data_dir: ./var}}
@@ -70,14 +68,6 @@ def plcs() -> Iterator[tuple[PlcSimulator, PlcSimulator]]:
         sim.stop()
 
 
-def http(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 def completions(consumer: Consumer, topic: str, work_center: str) -> int:
     """Units completed at work_center as a consumer counts them: each tx id once."""
     seen = {
@@ -87,25 +77,6 @@ def completions(consumer: Consumer, topic: str, work_center: str) -> int:
         if tx["kind"] == "completion" and tx["work_center"] == work_center
     }
     return sum(int(tx["qty"]) for tx in seen.values())
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.sock.setblocking(False)
-        self.received: list[str] = []
-
-    def saw(self, line: str) -> bool:
-        while True:
-            try:
-                self.received.append(self.sock.recv(4096).decode())
-            except BlockingIOError:
-                break
-        return any(line in message.splitlines() for message in self.received)
 
 
 @pytest.mark.slow

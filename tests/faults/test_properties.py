@@ -24,6 +24,7 @@ from tests.conftest import StepClock, write_config
 
 UINT16 = 2**16
 MAX_DELTA = 100_000  # the demo config's default max_delta
+MAX_RATE = 1000  # the default max_rate, units a second; the readings are a second apart
 
 
 @contextmanager
@@ -84,13 +85,14 @@ def test_any_counter_history_backflushes_exactly(start: int, steps: list[tuple[s
 
 def _expected_delta(last: int, new: int) -> int:
     """The oracle, written apart from the code: forward moves count, a drop is a wrap when
-    that is at most max_delta units and half the range, otherwise a reset from 0."""
+    that is at most max_delta units, half the range and a second's production at max_rate,
+    otherwise a reset from 0."""
     if new == last:
         return 0
     if new > last:
         return new - last if new - last <= MAX_DELTA else 0
     wrapped = UINT16 - last + new
-    return wrapped if wrapped <= min(MAX_DELTA, UINT16 // 2) else new
+    return wrapped if wrapped <= min(MAX_DELTA, UINT16 // 2, MAX_RATE) else new
 
 
 @settings(max_examples=30)

@@ -14,7 +14,7 @@ import pytest
 from lineside.agent.config import load
 from lineside.agent.runtime import Agent
 from lineside.simulators.endpoint import TcpEndpoint
-from lineside.simulators.plc import PlcSimulator, SimPoint
+from lineside.simulators.plc import PlcSimulator
 from lineside.simulators.scanner import ScannerSimulator
 from tests.broker import Broker, Consumer
 from tests.faults.agent_process import PER_UNIT, AgentProcess, counter, ledger, totals, wait_for
@@ -91,17 +91,6 @@ def _try_mount_tmpfs(path: Path, size: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     return None if result.returncode == 0 else (result.stderr.strip() or "mount failed")
-
-
-@pytest.fixture
-def plc() -> Iterator[PlcSimulator]:
-    sim = PlcSimulator(
-        {1: {"good": SimPoint(10, "uint32", value=0), "scrap": SimPoint(12, "uint16", value=0)}},
-        port=0,
-    )
-    sim.start()
-    yield sim
-    sim.stop()
 
 
 def _line(tmp_path: Path, broker: Broker, plc: PlcSimulator, data_dir: Path) -> Path:

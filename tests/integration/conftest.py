@@ -16,6 +16,9 @@ import pytest
 from lineside.agent.config import LoadedConfig, load
 from tests.broker import INSTALL_HINT, Broker, TlsMaterial, find_mosquitto, make_tls_material
 from tests.conftest import write_config
+from tests.integration.libmodbus import build_server
+from tests.pg import INSTALL_HINT as PG_HINT
+from tests.pg import Postgres, find_bin_dir
 
 
 def need(what: str | None, hint: str) -> str:
@@ -30,6 +33,12 @@ def need(what: str | None, hint: str) -> str:
 @pytest.fixture(scope="session")
 def mosquitto_bin() -> str:
     return need(find_mosquitto(), INSTALL_HINT)
+
+
+@pytest.fixture(scope="session")
+def libmodbus_server_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The libmodbus test server, compiled once per session; missing tools fail, never skip."""
+    return build_server(tmp_path_factory.mktemp("libmodbus"))
 
 
 @pytest.fixture
@@ -54,6 +63,26 @@ def broker_factory(
 def broker(broker_factory: Callable[..., Broker]) -> Broker:
     """A plain, anonymous mosquitto on a free loopback port."""
     return broker_factory()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL for the whole session (initdb in a temporary folder, a free port).
+
+    Never skipped: lineside central is tested against the real thing or the run fails.
+    """
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.fail(PG_HINT)
+    server = Postgres(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_dsn(postgres: Postgres) -> str:
+    """A new, empty database on the session's PostgreSQL."""
+    return postgres.create_database()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ scanned at the line consumed first by the next backflush."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -46,10 +47,19 @@ def scanner() -> Iterator[ScannerSimulator]:
         yield sim
 
 
+def committed(agent: Agent, sql: str, *params: object) -> list[tuple[object, ...]]:
+    """Rows as committed: the writer's own connection would also show a transaction it
+    has not finished (a completion journaled before its stock moves are)."""
+    conn = sqlite3.connect(agent.db_path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
 def completions(agent: Agent) -> int:
-    assert agent.ledger is not None
-    rows = agent.ledger.conn.execute("SELECT qty FROM journal WHERE kind = 'completion'")
-    return sum(int(r[0]) for r in rows)
+    rows = committed(agent, "SELECT qty FROM journal WHERE kind = 'completion'")
+    return sum(int(str(r[0])) for r in rows)
 
 
 def start(path: Path) -> Agent:
@@ -79,8 +89,8 @@ def test_units_counted_while_down_post_once_and_scanned_lots_go_first(
     try:
         wait_until(lambda: completions(agent) == 500, 20, "the 500 units made while down")
         assert agent.ledger is not None
-        steel = agent.ledger.conn.execute("SELECT lot, qty FROM stock WHERE item = 'STEEL'")
-        assert dict(steel.fetchall()) == {"": "-250.000"}  # nothing was staged yet
+        steel = committed(agent, "SELECT lot, qty FROM stock WHERE item = 'STEEL'")
+        assert dict(steel) == {"": "-250.000"}  # nothing was staged yet
 
         wait_until(
             lambda: (
@@ -103,8 +113,5 @@ def test_units_counted_while_down_post_once_and_scanned_lots_go_first(
 
 
 def _lot(agent: Agent, lot: str) -> Decimal | None:
-    assert agent.ledger is not None
-    row = agent.ledger.conn.execute(
-        "SELECT qty FROM stock WHERE item = 'STEEL' AND lot = ?", (lot,)
-    ).fetchone()
-    return None if row is None else Decimal(row[0])
+    rows = committed(agent, "SELECT qty FROM stock WHERE item = 'STEEL' AND lot = ?", lot)
+    return None if not rows else Decimal(str(rows[0][0]))

@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -187,9 +188,26 @@ def test_a_silent_unit_goes_down_alone_and_the_other_keeps_polling(buses: list[R
             recorder.wait_for(lambda r: len(r.statuses("doser4")) == 2, "doser4 up")
             doser3_at_up = len(recorder.readings("doser3"))
     assert [s.state for s in recorder.statuses("doser4")] == ["down", "up"]
-    assert "No response" in recorder.statuses("doser4")[0].reason
+    assert recorder.statuses("doser4")[0].reason == (
+        "unit 8: read holding 10+2: no answer within timeout_ms 150 (asked 2 times)"
+    )
     assert recorder.statuses("doser3") == []
     assert all(r.ok for r in recorder.readings())
     # doser3 went on polling through doser4's timeouts (>= 5 polls of 2 points in ~1.2 s).
     assert doser3_at_up - doser3_at_down >= 10
     assert sim.violations == []
+
+
+def test_a_port_that_cannot_be_opened_says_why(tmp_path: Path, buses: list[RtuBus]) -> None:
+    """The operating system's errno reaches the device_down reason, not only a library log."""
+    not_a_tty = tmp_path / "ttyUSB0"
+    not_a_tty.write_text("")
+    config = rtu_config(str(not_a_tty), 7, POINTS)
+    bus = build_rtu_buses({"doser3": config})[str(not_a_tty)]
+    buses.append(bus)
+    recorder = Recorder()
+    with running(ModbusRtuDriver("doser3", config, bus, backoff=FAST_BACKOFF), recorder):
+        recorder.wait_for(lambda r: len(r.statuses()) == 1, "device_down")
+    reason = recorder.statuses()[0].reason
+    assert reason.startswith(f"serial port {not_a_tty}: "), reason
+    assert "(25, 'Inappropriate ioctl for device')" in reason, reason

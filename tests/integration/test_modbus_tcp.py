@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lineside.drivers.base import Backoff, DeviceStatus, Event, Reading
+from lineside.drivers.base import Backoff, DeviceStatus, Event, PollTime, Reading
 from lineside.drivers.modbus_codec import plan_reads
 from lineside.drivers.modbus_driver import ModbusTcpDriver
 from lineside.simulators.plc import PlcSimulator, SimPoint
@@ -278,7 +278,9 @@ def test_plc_offline_for_10_s_then_back(caplog: pytest.LogCaptureFixture) -> Non
     assert not [e for e in between(recorder.events, down, up) if isinstance(e, Reading)]
     after = [e for e in recorder.events[recorder.index_of(up) :] if isinstance(e, Reading)]
     assert {(r.point, r.value) for r in after} == {("good", 12345), ("scrap", 3)}
-    assert all(isinstance(e, Reading) for e in recorder.events[recorder.index_of(up) + 1 :])
+    assert all(
+        isinstance(e, Reading | PollTime) for e in recorder.events[recorder.index_of(up) + 1 :]
+    )
     ours = [r for r in caplog.records if r.name == LOGGER]
     assert [r.getMessage() for r in ours if r.levelno == logging.WARNING] == [
         f"plc3: device down: {down.reason} (retrying with backoff)"
@@ -286,15 +288,21 @@ def test_plc_offline_for_10_s_then_back(caplog: pytest.LogCaptureFixture) -> Non
     assert sum("device up again" in r.getMessage() for r in ours if r.levelno == logging.INFO) == 1
     assert sum("still down" in r.getMessage() for r in ours if r.levelno == logging.DEBUG) >= 3
     assert all(e.ok for e in recorder.events if isinstance(e, Reading))
-    assert all(isinstance(e, DeviceStatus | Reading) for e in recorder.events)
+    assert all(isinstance(e, DeviceStatus | Reading | PollTime) for e in recorder.events)
 
 
-def test_a_unit_the_gateway_does_not_know_answers_exception_11() -> None:
+def test_a_unit_the_gateway_cannot_reach_is_down() -> None:
+    """Exception 11 is the gateway saying the device behind it does not answer: the device
+    is down (device_down), not a point that failed."""
     recorder = Recorder()
     sim = counter_sim()
     with sim, running(ModbusTcpDriver("plc9", tcp_config(sim.port, COUNTERS, unit=9)), recorder):
-        recorder.wait_readings(4)
-    assert {r.error for r in recorder.readings()} == {
-        "modbus exception 11 (gateway target device failed to respond)"
-    }
-    assert recorder.statuses() == []
+        recorder.wait_for(lambda r: len(r.statuses()) == 1, "device_down")
+    assert recorder.readings() == []
+    assert [(s.state, s.reason) for s in recorder.statuses()] == [
+        (
+            "down",
+            "modbus exception 11 (gateway target device failed to respond):"
+            " the gateway cannot reach it",
+        )
+    ]

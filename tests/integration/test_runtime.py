@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,5 +131,54 @@ def test_a_handler_bug_is_isolated_and_the_writer_goes_on(
         qty = agent.ledger.conn.execute("SELECT qty FROM stock WHERE item = 'FG'").fetchone()[0]
         assert qty == "3"
         assert agent._writer is not None and agent._writer.is_alive()
+    finally:
+        agent.stop()
+
+
+def test_every_thread_the_agent_starts_is_watched(
+    tmp_path: Path, broker: Broker, plc: PlcSimulator
+) -> None:
+    """A thread that health does not know of could die unnoticed: there is none."""
+    path = tmp_path / "line.yaml"
+    path.write_text(CONFIG.format(broker=broker.port, plc=plc.port))
+    before = set(threading.enumerate())
+    agent = Agent(load(path))
+    agent.start()
+    try:
+        wait_until(lambda: agent.sync is not None and agent.sync.connected, 20, "connected")
+        started = {t.name for t in set(threading.enumerate()) - before}
+        watched = {loop.thread.name for loop in agent.loops()}
+        assert started == watched == {
+            "ledger-writer",
+            "device-plc1",
+            "lineside-sync",
+            "lineside-sync-store",
+            "lineside-sync-worker",
+        }
+        assert agent.loop_problems() == []
+    finally:
+        agent.stop()
+    assert agent.loop_problems() == []  # stopped on purpose: nothing died
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_writer_that_dies_makes_the_agent_unhealthy(
+    tmp_path: Path, broker: Broker, plc: PlcSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "line.yaml"
+    path.write_text(CONFIG.format(broker=broker.port, plc=plc.port))
+    agent = Agent(load(path))
+
+    def bug(event: Any) -> None:
+        raise RuntimeError("a bug outside any command")
+
+    monkeypatch.setattr(agent, "_command_for", bug)
+    agent.start()
+    try:
+        assert agent._writer is not None
+        agent._writer.join(20)  # the first reading ends it
+        ok, body = agent.health()
+        assert not ok
+        assert any("thread ledger-writer has stopped" in p for p in body["problems"]), body
     finally:
         agent.stop()

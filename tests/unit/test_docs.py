@@ -15,6 +15,7 @@ import re
 import types
 import typing
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +245,51 @@ def test_example_explains_every_key() -> None:
         if not before.startswith("#"):
             bare.append(f"{number}: {line}")
     assert not bare, "lines of config/example.yaml without a comment:\n" + "\n".join(bare)
+
+
+# -- bounds of numbers ------------------------------------------------------------------
+
+
+def _number_type(annotation: Any) -> type | None:
+    """int or Decimal when a key holds a number (optional or not), else None."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if annotation in (int, float, Decimal):
+        return annotation  # type: ignore[no-any-return]
+    return None
+
+
+def _bounds(info: Any) -> tuple[Any, Any]:
+    low = high = None
+    for meta in info.metadata:
+        low = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else low
+        low = getattr(meta, "gt", None) if getattr(meta, "gt", None) is not None else low
+        high = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else high
+        high = getattr(meta, "lt", None) if getattr(meta, "lt", None) is not None else high
+    return low, high
+
+
+NUMBERS = [
+    (part, key, info)
+    for part, (model, _) in sorted(PARTS.items())
+    for key, info in model.model_fields.items()
+    if _number_type(info.annotation) is not None
+]
+
+
+def test_numbers_are_found() -> None:
+    keys = {(part, key) for part, key, _ in NUMBERS}
+    assert ("`mqtt`", "retention_days") in keys and ("`driver: modbus_rtu`", "unit") in keys
+
+
+@pytest.mark.parametrize(("part", "key", "info"), NUMBERS, ids=[f"{p}.{k}" for p, k, _ in NUMBERS])
+def test_every_number_has_documented_bounds(part: str, key: str, info: Any) -> None:
+    """A number without an upper bound once killed a thread (retention_days: 1000000)."""
+    low, high = _bounds(info)
+    assert low is not None and high is not None, f"{part} {key}: needs a lower and upper bound"
+    body = section(CONFIG_MD.read_text(encoding="utf-8"), part)
+    assert body is not None
+    row = next((r for r in body.splitlines() if r.startswith(f"| `{key}` |")), "")
+    digits = re.sub(r"[,_ ]", "", row)
+    assert str(high) in digits, f"docs/configuration.md, {part} {key}: say the limit {high}"

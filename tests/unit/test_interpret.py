@@ -12,7 +12,7 @@ from lineside.drivers.base import Reading, Scan
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
 POINTS = PointMap(
-    counters={"plc3.good": CounterPoint("plc3.good", "PRESS-3", "good", 32, 1000)},
+    counters={"plc3.good": CounterPoint("plc3.good", "PRESS-3", "good", 2**32, 1000)},
     meters={"doser3.total_l": MeterPoint("doser3.total_l", "pump", "PAINT", "PRESS-3",
                                          Decimal(100))},
 )
@@ -53,6 +53,12 @@ def test_weight_label_for_an_item_counted_in_each_is_refused() -> None:
     command = scan_command(Scan("s", "]C1010952123454321310L1\x1d3103012500", TS), PLACE,
                            {"09521234543213": "BOLT-M8"}, UOMS, 1)
     assert isinstance(command, Refusal) and "kg" in command.reason
+
+
+def test_count_label_for_an_item_stocked_in_kg_is_refused() -> None:
+    command = scan_command(Scan("s", "]C1010952123454321310L1\x1d3724", TS), PLACE, GTINS, UOMS, 1)
+    assert isinstance(command, Refusal)
+    assert "count of units (37)" in command.reason and "'kg'" in command.reason
 
 
 def test_order_code_starts_the_work_centers_item() -> None:

@@ -21,8 +21,8 @@ from lineside.drivers.modbus_driver import (
     RtuBus,
     build_modbus_drivers,
     build_rtu_buses,
-    describe_exception,
 )
+from lineside.drivers.modbus_frames import describe_exception
 from lineside.drivers.scanner import SerialScannerConfig
 
 

@@ -105,6 +105,14 @@ CASES: list[tuple[str, str, str | None, ScanMeaning | Rejects]] = [
     ("empty", "", "ORD-", Rejects("empty")),
     ("blank", "   ", "ORD-", Rejects("empty")),
     ("symbology alone", "]C1", "ORD-", Rejects("empty")),
+    ("both counts, (30) and (37): ambiguous", f"]C101{BOLT}10L{GS}3012{GS}3712", None,
+     Rejects("both (30) and (37)", "ambiguous")),
+    ("plain Code 128 (]C0) is not GS1", f"]C001{STEEL}10L{GS}3712", None,
+     Rejects("]C0", "not GS1 data")),
+    ("a 25-character lot", f"]C101{STEEL}10{'A' * 25}{GS}3712", None,
+     Rejects("lot longer than 20 characters", "runs for 25")),
+    ("a 20-character lot is fine", f"]C101{STEEL}10{'A' * 20}{GS}3712", None,
+     lot(STEEL, "STEEL-2MM", "A" * 20, "12", "37")),
     ("GS alone", GS, None, Rejects("empty")),
 ]
 

@@ -31,7 +31,7 @@ def test_every_example_in_the_contract_fits_its_schema() -> None:
         assert contract.errors(name, data) == [], (name, data)
     names = {name for name, _ in found}
     assert {"tx", "alert", "status", "stock", "reply"} <= names
-    assert {f"cmd.{n}" for n in COMMAND_NAMES} <= names
+    assert {f"cmd.{n}" for n in COMMAND_NAMES} | {"cmd.replay", "reply.replay"} <= names
 
 
 def test_every_schema_file_is_documented_and_described() -> None:
@@ -56,7 +56,10 @@ def test_the_asyncapi_document_covers_every_topic_and_its_refs_resolve() -> None
     doc = yaml.safe_load(ASYNCAPI.read_text())
     assert doc["asyncapi"].startswith("3.")
     addresses = {c["address"].rsplit("/{gateway}/", 1)[1] for c in doc["channels"].values()}
-    assert addresses == {"tx", "alerts", "status", "stock", "cmd/{name}", "reply/{name}"}
+    assert addresses == {
+        "tx", "alerts", "status", "stock", "cmd/{name}", "reply/{name}", "cmd/replay",
+        "reply/replay",
+    }
     assert doc["components"]["parameters"]["name"]["enum"] == list(COMMAND_NAMES)
     files = set()
     for ref in refs(doc):

@@ -21,15 +21,29 @@ class CounterDelta:
         return self.kind in ("delta", "rollover", "reset") and self.delta > 0
 
 
+MIN_WINDOW_S = 1.0  # the rate allows at least one second's production, however close the reads
+
+
 def interpret(
-    last: Number | None, new: Number, width_bits: int | None, max_delta: Number
+    last: Number | None,
+    new: Number,
+    modulus: Number | None,
+    max_delta: Number,
+    *,
+    max_rate: Number | None = None,
+    elapsed_s: float | None = None,
 ) -> CounterDelta:
     """Compare a fresh reading with the last one seen.
 
+    modulus: where the counter wraps (2^width x scale for an integer point; None for one
+    that never wraps, a float). max_rate: the most units a second the line can make;
+    elapsed_s: the time since the last reading.
+
     The first reading ever is a baseline. A drop is a rollover when the wrap-around
-    delta at the counter's width is plausible (at most max_delta, and at most half the
-    counter's range), otherwise a reset, which counts from 0. A forward jump above
-    max_delta is 'implausible': held for a person to look at, never posted on its own.
+    delta is believable: at most max_delta, at most half the counter's range, and at
+    most what max_rate allows in elapsed_s (at least MIN_WINDOW_S); otherwise it is a
+    reset, which counts from 0. A forward jump above max_delta is 'implausible': held for
+    a person to look at, never posted on its own.
     """
     if last is None:
         return CounterDelta("baseline", 0)
@@ -38,10 +52,22 @@ def interpret(
     if new > last:
         delta = new - last
         return CounterDelta("delta" if delta <= max_delta else "implausible", delta)
-    if width_bits is not None and width_bits > 1:
-        # A wrap is only believable from the top half of the range to the bottom half:
-        # a 16-bit counter dropping from 500 to 0 was reset, not 65,036 units further.
-        wrapped = (2**width_bits - last) + new
-        if 0 < wrapped <= min(max_delta, 2 ** (width_bits - 1)):
+    if modulus is not None:
+        # A wrap is only believable from the top half of the range to the bottom half,
+        # and only as fast as the line can make units: a 16-bit counter dropping from
+        # 40029 to 8 a second later was reset, not 25,515 units further.
+        wrapped = (modulus - last) + new
+        if (
+            0 < wrapped <= max_delta
+            and 2 * wrapped <= modulus
+            and _could_make(wrapped, max_rate, elapsed_s)
+        ):
             return CounterDelta("rollover", wrapped)
     return CounterDelta("reset" if new <= max_delta else "implausible", new)
+
+
+def _could_make(units: Number, max_rate: Number | None, elapsed_s: float | None) -> bool:
+    if max_rate is None:
+        return True
+    window = Decimal(repr(max(elapsed_s or 0.0, MIN_WINDOW_S)))
+    return Decimal(units) <= Decimal(max_rate) * window

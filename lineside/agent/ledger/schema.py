@@ -139,7 +139,15 @@ def _m002_sync(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbox_unsent_stream ON outbox(stream, id) WHERE sent_ts IS NULL")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_ledger, _m002_sync)
+def _m003_held_per_occurrence(db: sqlite_utils.Database) -> None:
+    """A held event is one row per occurrence: a PLC that restarts and counts 1 -> 2 again
+    is held again. Its key says what was held (``plc3.good:1->2/good``) and may repeat; its
+    id is what ``held list``, ``release`` and ``discard`` name. Nothing looks a held event
+    up by key, so the index goes (one index less to write per hold)."""
+    db.execute("DROP INDEX IF EXISTS idx_held_key")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_m001_ledger, _m002_sync, _m003_held_per_occurrence)
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -19,11 +19,16 @@ from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
+# The ledger holds the plant's stock and costs: never readable by every user, whatever the
+# umask (0640 at most; the umask may take more away). SQLite would make it 0644.
+LEDGER_MODE = 0o640
+DATA_DIR_MODE = 0o750
 
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the ledger with the durability settings it relies on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    _create(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -31,6 +36,18 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     migrate(conn)
     return conn
+
+
+def _create(path: Path) -> None:
+    """Create a new ledger file with LEDGER_MODE before SQLite opens it: SQLite gives its
+    -wal and -shm files the mode of the database file."""
+    if str(path) == ":memory:":  # SQLite's own database in memory, no file (unit tests)
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, LEDGER_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +164,13 @@ class UnitOfWork:
             # SQLite may have rolled back already (SQLITE_FULL does); a second ROLLBACK
             # would raise and hide the real error.
             if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    # SQLite has undone the transaction itself; a raise here would hide the
+                    # error that got us here (on a full disk it read "cannot rollback")
+                    if exc[1] is None:
+                        raise
             self._open = False
             self.posted.clear()
             self.alerts.clear()
@@ -376,9 +399,12 @@ class UnitOfWork:
         )
 
     # -- counters ------------------------------------------------------------------------
-    def counter(self, point: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM counters WHERE point = ?", (point,)).fetchone()
-        return None if row is None else str(row[0])
+    def counter_state(self, point: str) -> tuple[str, str] | None:
+        """The point's last value and when it was written (ISO 8601)."""
+        row = self.conn.execute(
+            "SELECT value, ts FROM counters WHERE point = ?", (point,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def save_counter(self, point: str, value: str, ts: datetime) -> None:
         self.conn.execute(

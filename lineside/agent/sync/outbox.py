@@ -105,13 +105,7 @@ class OutboxStore:
         return [self._rebuild(int(s), int(a), int(b), int(n)) for s, a, b, n in rows]
 
     def _rebuild(self, seq: int, first_id: int, last_id: int, count: int) -> TxMessage:
-        payloads = [
-            str(r[0])
-            for r in self.conn.execute(
-                "SELECT payload FROM outbox WHERE stream = 'tx' AND id BETWEEN ? AND ? ORDER BY id",
-                (first_id, last_id),
-            )
-        ]
+        payloads = _payloads(self.conn, first_id, last_id)
         if len(payloads) != count:
             # Outbox rows of an unacknowledged message were deleted by hand: send what is
             # left under the same seq, and say so (consumers see a repeat that differs).
@@ -197,6 +191,36 @@ class OutboxStore:
             raise SecondPublisher(
                 "another process added P/tx messages to this ledger: only one publisher may run"
             )
+
+
+def _payloads(conn: sqlite3.Connection, first_id: int, last_id: int) -> list[str]:
+    return [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT payload FROM outbox WHERE stream = 'tx' AND id BETWEEN ? AND ? ORDER BY id",
+            (first_id, last_id),
+        )
+    ]
+
+
+def stored_messages(
+    conn: sqlite3.Connection, gateway: str, from_seq: int, to_seq: int
+) -> list[TxMessage]:
+    """The stored P/tx messages from_seq..to_seq that the ledger still holds whole, rebuilt
+    byte for byte (for a replay). A message pruned after retention_days, or whose outbox
+    rows are gone, is left out: its bytes can no longer be the same."""
+    found = conn.execute(
+        "SELECT seq, first_id, last_id, count FROM messages WHERE seq BETWEEN ? AND ?"
+        " ORDER BY seq",
+        (from_seq, to_seq),
+    ).fetchall()
+    out = []
+    for seq, first_id, last_id, count in found:
+        payloads = _payloads(conn, int(first_id), int(last_id))
+        if len(payloads) == int(count):
+            out.append(TxMessage(int(seq), int(first_id), int(last_id), int(count),
+                                 tx_message(gateway, int(seq), payloads)))
+    return out
 
 
 def mark_sent(conn: sqlite3.Connection, max_messages: int | None = None) -> tuple[int, int]:

@@ -22,7 +22,6 @@ import fcntl
 import logging
 import os
 import queue
-import random
 import sqlite3
 import threading
 import time
@@ -37,17 +36,20 @@ import paho.mqtt.client as mqtt
 from lineside import __version__
 from lineside.agent.config import LoadedConfig
 from lineside.agent.ledger.store import connect
+from lineside.agent.liveness import Loop
 from lineside.agent.sync import payloads
 from lineside.agent.sync.client import (
     PAHO_LOGGER,
     ClientSettings,
     SyncSetupError,
+    backoff_s,
     explain,
     explain_refusal,
     new_client,
     settings_from,
     start_connect,
 )
+from lineside.agent.sync.client import close_client as _close
 from lineside.agent.sync.commands_in import (
     MAX_COMMAND_BYTES,
     CommandParser,
@@ -57,6 +59,7 @@ from lineside.agent.sync.commands_in import (
 from lineside.agent.sync.inbox import Answer, Inbox, Returned
 from lineside.agent.sync.outbox import OutboxStore
 from lineside.agent.sync.publisher import Feeder, Pipeline, Window
+from lineside.agent.sync.replay import Replays
 from lineside.agent.sync.status import prune, sync_status
 from lineside.clock import Clock, utc_now
 
@@ -195,6 +198,14 @@ class Sync:
         self._last_stock: bytes | None = None
         self._link = _Link()
         self._other_mids: set[int] = set()
+        self.replays = Replays(
+            self.db_path,
+            self.topics,
+            submit=self._submit,
+            reply=lambda topic, body: self._outgoing.put(Outgoing(topic, body)),
+            wake=lambda: self.pipeline.on_ready(),
+            protocol=cfg.mqtt.protocol,
+        )
 
     # -- public API ----------------------------------------------------------------------
     def start(self) -> None:
@@ -241,6 +252,17 @@ class Sync:
             self._lock_file.close()
             self._lock_file = None
 
+    def loops(self) -> list[Loop]:
+        """The three threads while they should run (none before start or after stop)."""
+        if len(self._threads) != 3:
+            return []
+        network, store, worker = self._threads
+        return [
+            Loop(network, self._stop.is_set),
+            Loop(store, self._store_stop.is_set),
+            Loop(worker, self._store_stop.is_set),  # told to end after the store thread
+        ]
+
     def rows_written(self) -> None:
         """The ledger just committed outbox rows: look now instead of at the next poll.
 
@@ -277,6 +299,7 @@ class Sync:
             "acks_recorded": c.recorded,
             "rows_marked_sent": c.marked,
             "resent_messages": c.resent,
+            "replayed_messages": self.replays.resent,
             "reconnects": self.reconnects,
             "commands": self.commands,
         }
@@ -322,8 +345,7 @@ class Sync:
             self._connected = False
 
     def _backoff(self, failures: int) -> float:
-        delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(failures - 1, 16))
-        return float(delay * random.uniform(0.8, 1.2))  # many gateways: not in step
+        return backoff_s(failures, self.reconnect_min_s, self.reconnect_max_s)
 
     def _open(self) -> mqtt.Client | None:
         """Connect and wait for the CONNACK; None (with last_error set and logged) on failure."""
@@ -392,8 +414,9 @@ class Sync:
         self.inbox.connected(client)
         online = payloads.status_online(self.version, self.clock())
         self._publish(transport, Outgoing(self.topics.status, online, retain=True))
-        if self.ledger is not None:
-            client.subscribe(self.topics.cmd_filter, qos=1)
+        # Without a ledger (a bare publisher) only replays can be served.
+        commands = self.topics.cmd_filter if self.ledger is not None else self.topics.cmd("replay")
+        client.subscribe(commands, qos=1)
         self._stock.connected()
         try:
             while not self._stop.is_set():
@@ -410,9 +433,11 @@ class Sync:
                     return True
                 self._drain_outgoing(transport)
                 self.window.pump(transport)
+                self.replays.pump(transport.publish_replay)  # beside live traffic, after it
             self._shutdown(client, transport)
             return False
         finally:
+            self.replays.lost()
             self.pipeline.on_ready = lambda: None
             self.inbox.disconnected()
             self._connected = self._subscribed = False
@@ -483,7 +508,8 @@ class Sync:
         self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
         ok = not getattr(reason, "is_failure", False)
-        if not self.window.on_ack(mid, ok, "" if ok else str(reason)):
+        window = self.window.on_ack(mid, ok, "" if ok else str(reason))
+        if not window and not self.replays.on_ack(mid):
             self._other_mids.discard(mid)
             self.inbox.reply_acked(mid)
 
@@ -501,6 +527,11 @@ class Sync:
             )
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.topics.cmd("replay") and not message.retain:
+            # A replay changes nothing in the ledger: nothing to wait for before the PUBACK.
+            self.inbox.acks.received(message.mid, message.qos).finish()
+            self.replays.request(bytes(message.payload))
+            return
         self.inbox.on_message(message)
 
     # -- store thread ------------------------------------------------------------------------
@@ -597,23 +628,8 @@ class _Transport:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return int(info.mid)
 
-
-def _close(client: mqtt.Client) -> None:
-    """Close the client's socket and its wake-up socket pair now.
-
-    paho closes the pair only in __del__ or reinitialise(); closing it here keeps a
-    gateway that reconnects for weeks from leaking file descriptors.
-    """
-    reset = getattr(client, "_reset_sockets", None)
-    try:
-        if callable(reset):
-            reset()
-        else:
-            sock = client.socket()
-            if sock is not None:
-                sock.close()
-    except OSError:
-        pass
+    def publish_replay(self, topic: str, payload: bytes, properties: Any) -> int:
+        return int(self.client.publish(topic, payload, qos=1, properties=properties).mid)
 
 
 def _lock(db_path: Path) -> IO[bytes]:
