@@ -32,9 +32,9 @@ from common import cpu_seconds, stat_cpu_seconds
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lineside.agent.config import load
+from lineside.agent.ledger.outbox_pages import tx_message
 from lineside.agent.ledger.store import connect
 from lineside.agent.sync import Sync
-from lineside.agent.sync.payloads import tx_message
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,15 +25,15 @@ from lineside.agent.commands import Command, CounterReading, MeterReading, Notic
 from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Ledger, ledger_failure
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
+from lineside.agent.ledger.outbox_status import ledger_bytes, sync_status
 from lineside.agent.liveness import Loop, dead
 from lineside.agent.liveness import problem as dead_thread
 from lineside.agent.metrics import Metrics
 from lineside.agent.sparkplug.checks import node_changed
 from lineside.agent.sparkplug.live import LiveState
 from lineside.agent.sync.service import Sync, SyncSetupError
-from lineside.agent.sync.status import ledger_bytes, sync_status
 from lineside.clock import Clock, utc_now
-from lineside.drivers.base import DeviceStatus, Driver, Event, PollTime, Reading, Scan
+from lineside.drivers.base import Backoff, DeviceStatus, Driver, Event, PollTime, Reading, Scan
 from lineside.drivers.registry import DeviceSet, build_drivers
 
 if TYPE_CHECKING:  # the node (and protobuf) is imported only when sparkplug: is on
@@ -57,6 +57,9 @@ class DeviceState:
     first_point: str | None = None
 
 
+RESTART_BACKOFF = Backoff(0.5, 30.0)  # a driver's loop that ended, started again
+
+
 class Supervisor:
     """Runs one driver's loop in a thread; if it ever returns or raises, restarts it."""
 
@@ -72,7 +75,7 @@ class Supervisor:
         self.thread.start()
 
     def _loop(self) -> None:
-        delay = 0.5
+        delays = RESTART_BACKOFF.delays()
         while not self.stop.is_set():
             try:
                 self.driver.run(self.stop, self.emit)
@@ -81,10 +84,9 @@ class Supervisor:
                 self.emit(
                     DeviceStatus(self.driver.name, "down", self.clock(), f"driver crashed: {exc}")
                 )
-            if self.stop.wait(delay):
+            if self.stop.wait(next(delays)):
                 return
             self.restarts += 1
-            delay = min(delay * 2, 30.0)
 
 
 class Agent:

@@ -10,8 +10,8 @@ from typing import Any
 
 from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Ledger
+from lineside.agent.ledger.outbox_status import sync_status
 from lineside.agent.ledger.store import rows
-from lineside.agent.sync.status import sync_status
 from lineside.agent.tables import render
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,6 +10,8 @@ from decimal import Decimal
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+MAX_STEPS = 64  # a longer run of failures waits max_s anyway: no float overflow
 
 
 class DriverModel(BaseModel):
@@ -79,19 +82,32 @@ class Driver(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Reconnect delays: initial_s, then times factor each retry, capped at max_s for good.
+    """Retry delays: initial_s, then times factor each retry, capped at max_s for good.
 
-    Frozen, so one instance can be shared by many drivers and threads (a default
-    argument, a test's fast preset); each retry sequence is its own ``delays()``
-    iterator, and starting over after a success is taking a fresh one.
+    One rule for every loop that retries: drivers reconnecting, the sync and Sparkplug
+    links, the Supervisor restarting a driver. jitter spreads each delay by up to that
+    fraction either way, so that many gateways that lost the same broker do not all come
+    back in step. Frozen, so one instance can be shared by many drivers and threads (a
+    default argument, a test's fast preset); each retry sequence is its own ``delays()``
+    iterator (or a count of failures for ``delay``), and starting over after a success is
+    taking a fresh one.
     """
 
     initial_s: float = 0.5
     max_s: float = 10.0
     factor: float = 2.0
+    jitter: float = 0.0
+
+    def delay(self, failures: int) -> float:
+        """The pause after the failures-th failure in a row (1 for the first)."""
+        steps = min(max(failures - 1, 0), MAX_STEPS)
+        base = min(self.max_s, self.initial_s * self.factor**steps)
+        if not self.jitter:
+            return base
+        return float(base * random.uniform(1 - self.jitter, 1 + self.jitter))
 
     def delays(self) -> Iterator[float]:
-        delay = self.initial_s
+        failures = 1
         while True:
-            yield delay
-            delay = min(delay * self.factor, self.max_s)
+            yield self.delay(failures)
+            failures += 1

@@ -24,11 +24,11 @@ health: {{listen: "127.0.0.1:{health}"}}
 log: {{format: keyvalue, level: info}}
 """
 PRUNE_RAISES = """
-import lineside.agent.sync.service as service
+import lineside.agent.sync.store_loop as store_loop
 def prune(conn, retention_days, now=None):
     raise OverflowError("date value out of range")
-service.prune = prune
-service.PRUNE_FIRST_S = 3.0
+store_loop.prune = prune
+store_loop.PRUNE_FIRST_S = 3.0
 """
 
 

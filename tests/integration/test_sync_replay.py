@@ -14,10 +14,10 @@ import pytest
 
 from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
 from lineside.agent.config import LoadedConfig
+from lineside.agent.ledger.outbox import mark_sent
 from lineside.agent.ledger.store import connect
 from lineside.agent.sync import Sync, prune
 from lineside.agent.sync.contract import Contract
-from lineside.agent.sync.outbox import mark_sent
 from lineside.clock import utc_now
 from tests.broker import Broker, Consumer, wait_until
 from tests.conftest import StepClock

@@ -70,9 +70,9 @@ def test_a_refused_connection_points_at_the_credentials() -> None:
 def test_the_first_paho_error_of_a_connection_is_kept_and_still_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from lineside.agent.sync.service import _Link  # the connection's view of paho
+    from lineside.agent.sync.network import Link  # the connection's view of paho
 
-    link = _Link()
+    link = Link()
     logger = link.logger()
     logger.debug("Sending PUBLISH (d0, q1, r0, m1)")
     logger.error("failed to receive on socket: [Errno 104] Connection reset by peer")

@@ -28,10 +28,10 @@ from lineside.agent.commands import (
 )
 from lineside.agent.config import load
 from lineside.agent.handlers import Ledger
+from lineside.agent.ledger.outbox import OutboxStore
 from lineside.agent.ledger.store import connect
 from lineside.agent.sync import payloads
 from lineside.agent.sync.contract import OUT_SCHEMAS, Contract, load_schema
-from lineside.agent.sync.outbox import OutboxStore
 from tests.conftest import StepClock, write_config
 
 TS = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from lineside.agent.ledger.outbox import OutboxStore, mark_sent
+from lineside.agent.ledger.outbox_status import prune, sync_status
 from lineside.agent.ledger.store import connect
-from lineside.agent.sync.outbox import OutboxStore, mark_sent
 from lineside.agent.sync.payloads import Topics
 from lineside.agent.sync.publisher import Feeder, Pipeline, Window
-from lineside.agent.sync.status import prune, sync_status
 
 TOPICS = Topics("lineside/v1", "plant-a", "press-3")
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)

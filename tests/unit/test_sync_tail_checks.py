@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lineside.agent.sync.payloads import Topics, dumps, tx_message
+from lineside.agent.ledger.outbox_pages import tx_message
+from lineside.agent.sync.payloads import Topics, dumps
 from lineside.agent.sync.tail import TailChecker, human
 
 TOPICS = Topics("lineside/v1", "plant-a", "press-3")

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from lineside.agent.ledger import live as ledger_live
-from lineside.agent.sync.status import sync_status
+from lineside.agent.ledger.outbox_status import sync_status
 
 log = logging.getLogger("lineside.sparkplug")
 REFRESH_S = 5.0  # figures are read again when the ledger changed, or this often

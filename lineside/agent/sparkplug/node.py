@@ -45,21 +45,19 @@ from lineside.agent.sparkplug.metrics import (
 )
 from lineside.agent.sync.client import (
     ClientSettings,
-    backoff_s,
     close_client,
     explain,
-    explain_refusal,
     new_client,
     settings_from,
     sparkplug_broker,
     start_connect,
 )
+from lineside.agent.sync.connect import await_connack, link_backoff, log_retry, reconnecting
 from lineside.clock import Clock, utc_now
 
 log = logging.getLogger("lineside.sparkplug")
 PAHO_LOGGER = "lineside.sparkplug.paho"
 LOOP_WAIT_S = 0.25
-CONNACK_TIMEOUT_S = 15.0
 DEATH_ACK_S = 1.0
 
 
@@ -98,8 +96,7 @@ class SparkplugNode:
         self.settings = client_settings(loaded)  # raises SyncSetupError
         self.layout = layout(cfg)
         self.interval_s = float(self.spb.interval_s)
-        self.reconnect_min_s = reconnect_min_s
-        self.reconnect_max_s = max(reconnect_max_s, reconnect_min_s)
+        self.backoff = link_backoff(reconnect_min_s, reconnect_max_s)
         self.born = False  # in a Sparkplug session: NBIRTH sent on this connection
         self.bdseq: int | None = None
         self.last_error: str | None = None
@@ -135,31 +132,21 @@ class SparkplugNode:
                 log.warning("sparkplug: the node did not stop within %.1f s", timeout_s)
 
     def _run(self) -> None:
-        failures = 0
         try:
             self._conn = connect(self.db_path)
-            while not self._stop.is_set():
-                client = self._open()
-                if client is None:
-                    failures += 1
-                    self._stop.wait(self._backoff(failures))
-                    continue
-                failures = 0
+            for client, _ in reconnecting(self._stop, self._open, self.backoff):
                 try:
                     self._session(client)
                 except Exception:  # a bug must not end Sparkplug for good: a new session
                     log.exception("sparkplug: internal error; starting a new session")
                 if not self._stop.is_set():
-                    self._stop.wait(self._backoff(1))
+                    self._stop.wait(self.backoff.delay(1))
         except Exception:
             log.exception("sparkplug: the node failed; Sparkplug publishing stopped")
         finally:
             self.born = False
             if self._conn is not None:
                 self._conn.close()
-
-    def _backoff(self, failures: int) -> float:
-        return backoff_s(failures, self.reconnect_min_s, self.reconnect_max_s)
 
     # -- connecting ------------------------------------------------------------------------
     def _claim_bdseq(self) -> int:
@@ -197,25 +184,14 @@ class SparkplugNode:
             return None
         self._unused_bdseq = None
         self.bdseq = bdseq
-        deadline = time.monotonic() + CONNACK_TIMEOUT_S
-        while self._connack is None:
-            rc = client.loop(0.05)
-            if self._connack is not None:
-                break
-            if rc != mqtt.MQTT_ERR_SUCCESS or time.monotonic() > deadline or self._stop.is_set():
-                self._failed(explain("the broker closed the connection", self.settings))
-                close_client(client)
-                return None
-        if self._connack.is_failure:
-            self._failed(explain_refusal(self._connack, self.settings))
-            close_client(client)
+        failure = await_connack(client, self.settings, lambda: self._connack, self._stop)
+        if failure is not None:
+            self._failed(failure)
             return None
         return client
 
     def _failed(self, message: str) -> None:
-        (log.debug if message == self.last_error else log.error)("sparkplug: %s; retrying",
-                                                                 message)
-        self.last_error = message
+        self.last_error = log_retry(log, message, self.last_error, prefix="sparkplug: ")
 
     # -- a session -------------------------------------------------------------------------
     def _session(self, client: mqtt.Client) -> None:

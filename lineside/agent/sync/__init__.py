@@ -5,10 +5,10 @@ The runtime makes one Sync(loaded_config, ledger, db_path) and calls start()/sto
 Nothing here connects or opens a file at import time.
 """
 
+from lineside.agent.ledger.outbox_status import prune, sync_status
 from lineside.agent.sync.client import SyncSetupError
 from lineside.agent.sync.commands_in import LedgerProtocol
 from lineside.agent.sync.service import Sync
-from lineside.agent.sync.status import prune, sync_status
 from lineside.agent.sync.tail import tail_main
 
 __all__ = ["LedgerProtocol", "Sync", "SyncSetupError", "prune", "sync_status", "tail_main"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import grp
 import logging
-import random
 import ssl
 import stat
 from dataclasses import dataclass, field
@@ -409,10 +408,3 @@ def close_client(client: mqtt.Client) -> None:
                 sock.close()
     except OSError:
         pass
-
-
-def backoff_s(failures: int, min_s: float, max_s: float) -> float:
-    """The pause before reconnecting: min_s doubling per failure up to max_s, +-20 % so
-    that many gateways that lost the same broker do not all come back in step."""
-    delay = min(max_s, min_s * 2 ** min(failures - 1, 16))
-    return float(delay * random.uniform(0.8, 1.2))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -73,12 +73,6 @@ class Topics:
 def dumps(payload: Any) -> bytes:
     """Compact JSON, as every payload is published."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def tx_message(gateway: str, seq: int, transactions: Sequence[str]) -> bytes:
-    """A P/tx message from outbox payloads that are already JSON (not parsed again: speed)."""
-    head = f'{{"gateway":{json.dumps(gateway)},"seq":{seq},"transactions":['
-    return (head + ",".join(transactions) + "]}").encode("utf-8")
 
 
 def status_online(version: str, ts: datetime) -> bytes:

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from lineside.agent.sync.outbox import AlertRow, OutboxStore, is_disk_full, mark_sent
-from lineside.agent.sync.pages import TxMessage
+from lineside.agent.ledger.outbox import AlertRow, OutboxStore, is_disk_full, mark_sent
+from lineside.agent.ledger.outbox_pages import TxMessage
 from lineside.agent.sync.payloads import Topics
 
 log = logging.getLogger("lineside.sync")

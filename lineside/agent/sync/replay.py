@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lineside.agent.ledger.outbox import newest_seq, stored_messages
+from lineside.agent.ledger.outbox_pages import TxMessage
 from lineside.agent.ledger.store import connect
 from lineside.agent.sync.contract import Contract
-from lineside.agent.sync.outbox import stored_messages
-from lineside.agent.sync.pages import TxMessage
 from lineside.agent.sync.payloads import Topics, dumps
 
 log = logging.getLogger("lineside.sync")
@@ -135,8 +135,11 @@ class Replays:
                 self._answer(request_id, ok=False, error=error)
             return
         if len(self.waiting) >= MAX_WAITING:
-            self._answer(parsed.request_id, ok=False,
-                         error="the gateway is busy with other replays: try again later")
+            self._answer(
+                parsed.request_id,
+                ok=False,
+                error="the gateway is busy with other replays: try again later",
+            )
             return
         self.waiting.append(parsed)
 
@@ -208,12 +211,23 @@ class Replays:
         not_held = _ranges([s for s in covered if s not in sent])
         log.info(
             "replay %s: seq %d..%d, re-sent %s, no longer held %s, newest %d",
-            request.request_id, request.from_seq, job.to_seq, resent or "none",
-            not_held or "none", job.last_seq,
+            request.request_id,
+            request.from_seq,
+            job.to_seq,
+            resent or "none",
+            not_held or "none",
+            job.last_seq,
         )
-        self._answer(request.request_id, ok=True, error=None, from_seq=request.from_seq,
-                     to_seq=job.to_seq, resent=resent, not_held=not_held,
-                     last_seq=job.last_seq)
+        self._answer(
+            request.request_id,
+            ok=True,
+            error=None,
+            from_seq=request.from_seq,
+            to_seq=job.to_seq,
+            resent=resent,
+            not_held=not_held,
+            last_seq=job.last_seq,
+        )
         self.job = None
 
     def _answer(self, request_id: str, **fields: Any) -> None:
@@ -224,7 +238,7 @@ class Replays:
         try:
             conn = connect(self.db_path)
             try:
-                newest = int(conn.execute("SELECT MAX(seq) FROM messages").fetchone()[0] or 0)
+                newest = newest_seq(conn)
                 request = job.request
                 end = min(request.to_seq or newest, newest, request.from_seq + MAX_MESSAGES - 1)
                 last = min(end, start + CHUNK - 1)

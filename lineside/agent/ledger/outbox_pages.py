@@ -20,9 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from lineside.agent.sync.payloads import tx_message
 
 log = logging.getLogger("lineside.sync")
 
@@ -66,6 +65,15 @@ SELECT
        ) || ']}}', char(30)) AS BLOB)
 FROM message
 """
+
+
+def tx_message(gateway: str, seq: int, transactions: Sequence[str]) -> bytes:
+    """A P/tx message from outbox payloads that are already JSON (not parsed again: speed).
+
+    The same bytes as READ_RUN and READ_PAGE build inside SQLite.
+    """
+    head = f'{{"gateway":{json.dumps(gateway)},"seq":{seq},"transactions":['
+    return (head + ",".join(transactions) + "]}").encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from lineside.agent.ledger.outbox import LAST_ACK_KEY, MARKED_KEY
 from lineside.agent.ledger.store import iso
-from lineside.agent.sync.outbox import LAST_ACK_KEY, MARKED_KEY
 
 log = logging.getLogger("lineside.sync")
 

@@ -22,10 +22,10 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
-from lineside.agent.ledger.store import iso
-from lineside.agent.sync.pages import PAGE_ROWS, PageReader, TxMessage
-from lineside.agent.sync.payloads import tx_message
+from lineside.agent.ledger.outbox_pages import PAGE_ROWS, PageReader, TxMessage, tx_message
+from lineside.agent.ledger.store import connect, iso
 
 log = logging.getLogger("lineside.sync")
 
@@ -210,16 +210,22 @@ def stored_messages(
     byte for byte (for a replay). A message pruned after retention_days, or whose outbox
     rows are gone, is left out: its bytes can no longer be the same."""
     found = conn.execute(
-        "SELECT seq, first_id, last_id, count FROM messages WHERE seq BETWEEN ? AND ?"
-        " ORDER BY seq",
+        "SELECT seq, first_id, last_id, count FROM messages WHERE seq BETWEEN ? AND ? ORDER BY seq",
         (from_seq, to_seq),
     ).fetchall()
     out = []
     for seq, first_id, last_id, count in found:
         payloads = _payloads(conn, int(first_id), int(last_id))
         if len(payloads) == int(count):
-            out.append(TxMessage(int(seq), int(first_id), int(last_id), int(count),
-                                 tx_message(gateway, int(seq), payloads)))
+            out.append(
+                TxMessage(
+                    int(seq),
+                    int(first_id),
+                    int(last_id),
+                    int(count),
+                    tx_message(gateway, int(seq), payloads),
+                )
+            )
     return out
 
 
@@ -262,6 +268,23 @@ def mark_sent(conn: sqlite3.Connection, max_messages: int | None = None) -> tupl
         if left is not None:
             left -= len(batch)
     return messages, total
+
+
+def newest_seq(conn: sqlite3.Connection) -> int:
+    """The seq of the newest stored P/tx message (0 before the first)."""
+    return int(conn.execute("SELECT MAX(seq) FROM messages").fetchone()[0] or 0)
+
+
+def journal_head(conn: sqlite3.Connection) -> object:
+    """The newest journal seq: when it moves, stock balances may have changed."""
+    return conn.execute("SELECT MAX(seq) FROM journal").fetchone()[0]
+
+
+def open_for_publisher(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    """The publisher's own connection: waits at most busy_timeout_ms for the write lock."""
+    conn = connect(path)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    return conn
 
 
 def marked_seq(conn: sqlite3.Connection) -> int:
