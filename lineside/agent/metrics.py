@@ -2,73 +2,79 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
-class Metrics:
+class Registry:
+    """One process's registry and the families in it, rendered for /metrics."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.readings = Counter("lineside_readings", "Readings received", ["device"], registry=r)
-        self.read_failures = Counter(
-            "lineside_read_failures", "Failed reads (no value)", ["device"], registry=r
-        )
-        self.scans = Counter("lineside_scans", "Barcodes read", ["device", "result"], registry=r)
-        self.deltas = Counter(
-            "lineside_counter_deltas",
-            "Counter and meter changes that posted",
-            ["point"],
-            registry=r,
-        )
-        self.units = Counter(
-            "lineside_units_backflushed", "Finished units reported", ["work_center"], registry=r
-        )
-        self.transactions = Counter(
-            "lineside_transactions", "Ledger transactions posted", ["kind"], registry=r
-        )
-        self.alerts = Counter("lineside_alerts", "Alerts raised", ["kind"], registry=r)
-        self.held = Gauge("lineside_held_events", "Events waiting (held)", registry=r)
-        self.backlog = Gauge(
-            "lineside_outbox_backlog", "Outbox rows not yet acknowledged", registry=r
-        )
-        self.oldest = Gauge(
-            "lineside_outbox_oldest_age_seconds",
-            "Age of the oldest unacknowledged outbox row",
-            registry=r,
-        )
-        self.published = Gauge(
-            "lineside_published_messages", "MQTT messages acknowledged", registry=r
-        )
-        self.broker_up = Gauge(
-            "lineside_broker_connected", "1 while connected to the broker", registry=r
-        )
-        self.device_up = Gauge(
-            "lineside_device_up", "1 while the device answers", ["device"], registry=r
-        )
-        self.poll_interval = Histogram(
-            "lineside_reading_interval_seconds",
-            "Time between two readings of a device",
-            ["device"],
-            registry=r,
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
-        )
-        self.poll_seconds = Histogram(
-            "lineside_poll_seconds",
-            "How long one whole poll of a Modbus device took",
-            ["device"],
-            registry=r,
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
-        )
-        self.slow_polls = Counter(
-            "lineside_slow_polls", "Polls that took longer than poll_ms", ["device"], registry=r
-        )
-        self.ledger_bytes = Gauge("lineside_ledger_bytes", "Ledger size on disk", registry=r)
-        self.write_batches = Counter(
-            "lineside_ledger_batches", "Ledger write transactions", registry=r
-        )
-        self.write_errors = Counter(
-            "lineside_ledger_write_errors", "Ledger writes that failed (disk full, I/O)", registry=r
-        )
+
+    def counter(self, name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def gauge(self, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(name, doc, labels, registry=self.registry)
+
+    def histogram(
+        self, name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()
+    ) -> Histogram:
+        return Histogram(name, doc, labels, registry=self.registry, buckets=buckets)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Metrics(Registry):
+    """The agent's metrics (docs/operations.md)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.readings = self.counter("lineside_readings", "Readings received", labels=("device",))
+        self.read_failures = self.counter(
+            "lineside_read_failures", "Failed reads (no value)", labels=("device",)
+        )
+        self.scans = self.counter("lineside_scans", "Barcodes read", labels=("device", "result"))
+        self.deltas = self.counter(
+            "lineside_counter_deltas", "Counter and meter changes that posted", labels=("point",)
+        )
+        self.units = self.counter(
+            "lineside_units_backflushed", "Finished units reported", labels=("work_center",)
+        )
+        self.transactions = self.counter(
+            "lineside_transactions", "Ledger transactions posted", labels=("kind",)
+        )
+        self.alerts = self.counter("lineside_alerts", "Alerts raised", labels=("kind",))
+        self.held = self.gauge("lineside_held_events", "Events waiting (held)")
+        self.backlog = self.gauge("lineside_outbox_backlog", "Outbox rows not yet acknowledged")
+        self.oldest = self.gauge(
+            "lineside_outbox_oldest_age_seconds", "Age of the oldest unacknowledged outbox row"
+        )
+        self.published = self.gauge("lineside_published_messages", "MQTT messages acknowledged")
+        self.broker_up = self.gauge("lineside_broker_connected", "1 while connected to the broker")
+        self.device_up = self.gauge(
+            "lineside_device_up", "1 while the device answers", labels=("device",)
+        )
+        self.poll_interval = self.histogram(
+            "lineside_reading_interval_seconds",
+            "Time between two readings of a device",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            labels=("device",),
+        )
+        self.poll_seconds = self.histogram(
+            "lineside_poll_seconds",
+            "How long one whole poll of a Modbus device took",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            labels=("device",),
+        )
+        self.slow_polls = self.counter(
+            "lineside_slow_polls", "Polls that took longer than poll_ms", labels=("device",)
+        )
+        self.ledger_bytes = self.gauge("lineside_ledger_bytes", "Ledger size on disk")
+        self.write_batches = self.counter("lineside_ledger_batches", "Ledger write transactions")
+        self.write_errors = self.counter(
+            "lineside_ledger_write_errors", "Ledger writes that failed (disk full, I/O)"
+        )

@@ -22,6 +22,7 @@ from lineside.central.config import CentralConfig
 from lineside.central.gaps import Plan, new_gaps, plan
 from lineside.central.metrics import CentralMetrics
 from lineside.central.store import record_plans, scan, want_probe
+from lineside.drivers.base import Backoff
 
 log = logging.getLogger("lineside.central")
 
@@ -71,8 +72,10 @@ class Scanner:
                 if conn is not None:
                     conn.close()
                 conn = None
-            delay = every if not failures else min(30.0, every * 2**failures)
-            self._wake.wait(delay * random.uniform(0.9, 1.1))
+            if failures:
+                self._wake.wait(Backoff(2 * every, 30.0, jitter=0.1).delay(failures))
+            else:
+                self._wake.wait(every * random.uniform(0.9, 1.1))
             self._wake.clear()
         if conn is not None:
             conn.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -22,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from lineside.agent.sync.connect import link_backoff
 from lineside.agent.sync.contract import Contract
 from lineside.central.metrics import CentralMetrics
 from lineside.central.rows import Rejected, gateway_of, parse_tx
@@ -222,6 +222,6 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def backoff(failures: int, low: float = 0.5, high: float = 30.0) -> float:
-    return float(min(high, low * 2 ** min(failures - 1, 16)) * random.uniform(0.8, 1.2))
+# The pause before trying PostgreSQL or the broker again: the agent's own reconnect rule.
+backoff = link_backoff(0.5, 30.0).delay
 
