@@ -210,26 +210,23 @@ def decimal(value: str, field: str) -> Decimal:
     return parse_quantity(value, field)
 
 
-def _receipt(d: dict[str, Any], key: str, ts: datetime) -> Command:
-    return Receive(
-        key=key,
-        ts=ts,
-        item=d["item"],
-        qty=decimal(d["qty"], "qty"),
-        location=d["location"],
-        lot=d.get("lot"),
-    )
+Builder = Callable[[dict[str, Any], str, datetime], Command]
 
 
-def _count(d: dict[str, Any], key: str, ts: datetime) -> Command:
-    return Count(
-        key=key,
-        ts=ts,
-        item=d["item"],
-        qty=decimal(d["qty"], "qty"),
-        location=d["location"],
-        lot=d.get("lot"),
-    )
+def _stock_at(kind: type[Receive | Count]) -> Builder:
+    """A receipt and a count say the same: item, qty at a location, maybe a lot."""
+
+    def build(d: dict[str, Any], key: str, ts: datetime) -> Command:
+        return kind(
+            key=key,
+            ts=ts,
+            item=d["item"],
+            qty=decimal(d["qty"], "qty"),
+            location=d["location"],
+            lot=d.get("lot"),
+        )
+
+    return build
 
 
 def _order_start(d: dict[str, Any], key: str, ts: datetime) -> Command:
@@ -289,9 +286,9 @@ NAME_OF = {
     "PutBom": "bom.put",
 }
 
-_BUILDERS: dict[str, Callable[[dict[str, Any], str, datetime], Command]] = {
-    "receipt": _receipt,
-    "count": _count,
+_BUILDERS: dict[str, Builder] = {
+    "receipt": _stock_at(Receive),
+    "count": _stock_at(Count),
     "order.start": _order_start,
     "order.close": _order_close,
     "reverse": _reverse,

@@ -23,6 +23,16 @@ COMMAND_NAMES = (
 )
 
 
+class _Leaf:
+    """A topic below P, read as an attribute: `Topics(...).tx` is "P/tx"."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __get__(self, topics: Topics, owner: type[Topics] | None = None) -> str:
+        return f"{topics.base}/{self.path}"
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """Every topic of one gateway: P = {prefix}/{site}/{gateway}."""
@@ -35,33 +45,13 @@ class Topics:
     def base(self) -> str:
         return f"{self.prefix}/{self.site}/{self.gateway}"
 
-    @property
-    def tx(self) -> str:
-        return f"{self.base}/tx"
-
-    @property
-    def alerts(self) -> str:
-        return f"{self.base}/alerts"
-
-    @property
-    def status(self) -> str:
-        return f"{self.base}/status"
-
-    @property
-    def stock(self) -> str:
-        return f"{self.base}/stock"
-
-    @property
-    def cmd_prefix(self) -> str:
-        return f"{self.base}/cmd/"
-
-    @property
-    def cmd_filter(self) -> str:
-        return f"{self.base}/cmd/#"
-
-    @property
-    def reply_filter(self) -> str:
-        return f"{self.base}/reply/#"
+    tx = _Leaf("tx")
+    alerts = _Leaf("alerts")
+    status = _Leaf("status")
+    stock = _Leaf("stock")
+    cmd_prefix = _Leaf("cmd/")
+    cmd_filter = _Leaf("cmd/#")
+    reply_filter = _Leaf("reply/#")
 
     def cmd(self, name: str) -> str:
         return f"{self.cmd_prefix}{name}"
