@@ -6,7 +6,6 @@ import argparse
 import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 
 from lineside.agent import reports
@@ -14,14 +13,11 @@ from lineside.agent.bootstrap import open_ledger
 from lineside.agent.commands import Complete, CounterReading, MeterReading, Receive, StartOrder
 from lineside.agent.config import load_text
 from lineside.agent.tables import render
+from lineside.data import data_text
 
 
 def demo_config_text() -> str:
     return data_text("demo.yaml")
-
-
-def data_text(name: str) -> str:
-    return resources.files("lineside.data").joinpath(name).read_text(encoding="utf-8")
 
 
 def run_demo(args: argparse.Namespace | None = None) -> int:

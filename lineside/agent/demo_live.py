@@ -29,10 +29,10 @@ from rich.table import Table
 from lineside.agent import reports
 from lineside.agent.broker import LocalBroker, free_port
 from lineside.agent.config import LoadedConfig, load_text
-from lineside.agent.demo import data_text
 from lineside.agent.runtime import Agent
 from lineside.agent.sync.payloads import Topics
 from lineside.agent.sync.tail import TailChecker
+from lineside.data import data_text
 from lineside.simulators.run import start_all
 
 DEMO_PORTS = {
