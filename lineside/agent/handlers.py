@@ -130,7 +130,7 @@ class Ledger:
     def _remember_refusal(self, command: Command, result: Result) -> None:
         """A refused command's writes went with its rolled-back transaction; its answer is
         kept in one of its own. (A savepoint around every command would cost each one a
-        statement journal: a fifth of the one-command-per-transaction rate.)"""
+        statement journal, a file write of its own, in every batch.)"""
         with UnitOfWork(self.conn) as uow:
             if uow.seen(command.key) is None:
                 _remember(uow, command, result)
@@ -140,8 +140,8 @@ class Ledger:
         """Apply several commands in one SQLite transaction (one fsync); a refused command
         changes nothing and does not undo the others.
 
-        A savepoint around every command would cost each a statement journal (a quarter of
-        the batched rate), and refusals come almost always before a handler writes. So the
+        A savepoint around every command would cost each a statement journal (the file
+        writes the batch saves), and refusals come almost always before a handler writes. So the
         batch runs without them, and in the rare case a command is refused after it wrote,
         the whole batch is rolled back and run again with a savepoint around each command.
         """

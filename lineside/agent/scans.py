@@ -46,7 +46,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # biip's GS1 tables take 16 MB: imported on the first scan, not at start
+if TYPE_CHECKING:  # biip's GS1 tables are large: imported on the first scan, not at start
     from biip.symbology import SymbologyIdentifier
 
 GS = "\x1d"

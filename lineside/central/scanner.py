@@ -60,7 +60,8 @@ class Scanner:
                     conn = psycopg.connect(pg.dsn, connect_timeout=pg.connect_timeout_s,
                                            application_name="lineside central scan")
                     # The scan's per-gateway index lookups take milliseconds; the planner's
-                    # estimate for them is high enough to have them JIT-compiled, for 0.3 s.
+                    # estimate for them is high enough to have them JIT-compiled, which takes
+                    # far longer than the lookups.
                     conn.execute("SET jit = off")
                     conn.commit()
                 self.once(conn)

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # 10 MB of imports: only a ledger that needs migrating pays for them
+if TYPE_CHECKING:  # a heavy import: only a ledger that needs migrating pays for it
     import sqlite_utils
 
 Migration = Callable[["sqlite_utils.Database"], None]

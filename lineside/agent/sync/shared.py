@@ -32,8 +32,8 @@ from lineside.clock import Clock
 log = logging.getLogger("lineside.sync")
 
 TASK_QUEUE_MAX = 10_000
-# Messages built ahead of the window hold about this many transactions (some 5 MB); the
-# store thread refills them by halves, so one commit stores a hundred messages' seqs.
+# Messages built ahead of the window hold about this many transactions; the store thread
+# refills them by halves, so one commit stores the seqs of many messages.
 AHEAD_ROWS = 20_000
 
 Task = Callable[[], None]
