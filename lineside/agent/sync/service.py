@@ -168,19 +168,7 @@ class Sync:
 
     def counters(self) -> dict[str, int]:
         """Monotonic counts for metrics."""
-        c = self.shared.pipeline.counters
-        return {
-            "messages_published": c.messages,
-            "transactions_published": c.transactions,
-            "alerts_published": c.alerts,
-            "acks": c.acks,
-            "acks_recorded": c.recorded,
-            "rows_marked_sent": c.marked,
-            "resent_messages": c.resent,
-            "replayed_messages": self.shared.replays.resent,
-            "reconnects": self.reconnects,
-            "commands": self.commands,
-        }
+        return self.shared.counters()
 
     def status(self) -> dict[str, Any]:
         """sync_status of the ledger plus the live link, for `lineside status` and metrics."""

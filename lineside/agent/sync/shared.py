@@ -99,6 +99,22 @@ class Shared:
             protocol=self.mqtt.protocol,
         )
 
+    def counters(self) -> dict[str, int]:
+        """Monotonic counts of all three threads, for metrics."""
+        c = self.pipeline.counters
+        return {
+            "messages_published": c.messages,
+            "transactions_published": c.transactions,
+            "alerts_published": c.alerts,
+            "acks": c.acks,
+            "acks_recorded": c.recorded,
+            "rows_marked_sent": c.marked,
+            "resent_messages": c.resent,
+            "replayed_messages": self.replays.resent,
+            "reconnects": self.reconnects,
+            "commands": self.inbox.received,
+        }
+
     def submit(self, task: Task) -> bool:
         """Hand a task to the worker; False (logged) when its queue is full."""
         try:
