@@ -1,7 +1,8 @@
 """Sync with the central MQTT broker: outbox publisher, status, stock, commands in, tail.
 
 The runtime makes one Sync(loaded_config, ledger, db_path) and calls start()/stop();
-`lineside status` calls sync_status(conn); `lineside tail` calls tail_main(...).
+`lineside status` calls sync_status(conn) (ledger/outbox_status.py: sync/ runs no SQL of
+its own); `lineside tail` calls tail_main(...).
 Nothing here connects or opens a file at import time.
 """
 
