@@ -121,6 +121,7 @@ class Result:
     ok: bool
     error: str | None = None
     refused: bool = False
+    internal: bool = False  # a bug's, not the command's answer: never remembered, may be retried
     transactions: tuple[dict[str, Any], ...] = ()
     alerts: tuple[dict[str, Any], ...] = ()
     duplicate: bool = False

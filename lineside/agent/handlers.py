@@ -122,7 +122,7 @@ class Ledger:
                 result = self._apply(uow, command, Isolation.ALONE)
                 if result.ok and not result.duplicate:
                     uow.commit()
-            if not result.ok and not result.duplicate and _keyed(command):
+            if _refusal_to_remember(command, result):
                 self._remember_refusal(command, result)
             self._after_commit(command, result)
             return result
@@ -189,7 +189,11 @@ class Ledger:
                 return Result(ok=False, error=error, duplicate=True, detail={"used_for": kind})
             return _duplicate(reply)
         result = self._run(uow, command, isolation)
-        if _keyed(command) and (result.ok or isolation is not Isolation.ALONE):
+        if (
+            _keyed(command)
+            and not result.internal
+            and (result.ok or isolation is not Isolation.ALONE)
+        ):
             _remember(uow, command, result)
         return result
 
@@ -232,7 +236,9 @@ class Ledger:
                 exc,
                 exc_info=True,
             )
-            return Result(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
+            return Result(
+                ok=False, error=f"internal error: {type(exc).__name__}: {exc}", internal=True
+            )
         return Result(
             ok=True,
             transactions=tuple(uow.posted[start_posted:]),
@@ -944,6 +950,12 @@ def _keyed(command: Command) -> bool:
     """Readings and notices carry no client's key (a reading's key is its point, the same
     for every value): only commands someone sent under a request id are remembered."""
     return not isinstance(command, CounterReading | MeterReading | Notice)
+
+
+def _refusal_to_remember(command: Command, result: Result) -> bool:
+    """A refusal is the command's answer for good; a bug's internal error is not: the same
+    key again, once the bug is fixed, must run."""
+    return not (result.ok or result.duplicate or result.internal) and _keyed(command)
 
 
 def _remember(uow: UnitOfWork, command: Command, result: Result) -> None:
