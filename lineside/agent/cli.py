@@ -29,6 +29,7 @@ from lineside.agent.commands import (
     StartOrder,
 )
 from lineside.agent.config import ConfigInvalid, LoadedConfig, load
+from lineside.agent.domain.held import from_json as held_payload
 from lineside.agent.handlers import Ledger
 from lineside.agent.inputs import BadInput, parse_quantity
 from lineside.agent.ledger.store import rows
@@ -465,15 +466,15 @@ def _run_held(args: argparse.Namespace) -> int:
     sql += "" if args.all else " WHERE status = 'held'"
     data = []
     for r in rows(ledger.conn, sql + " ORDER BY id"):
-        command = json.loads(r["command"])
+        held = held_payload(r["command"]).listed()
         data.append(
             {
                 "id": r["id"],
                 "ts": r["ts"],
                 "work_center": r["work_center"],
-                "item": command.get("item") or None,
-                "units": command.get("units", command.get("qty")),
-                "role": command.get("role"),
+                "item": held["item"],
+                "units": held["units"],
+                "role": held["role"],
                 "status": r["status"],
                 "reason": r["reason"],
             }

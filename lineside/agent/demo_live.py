@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -30,6 +29,7 @@ from lineside.agent import reports
 from lineside.agent.broker import LocalBroker, free_port
 from lineside.agent.config import LoadedConfig, load_text
 from lineside.agent.demo import data_text
+from lineside.agent.ledger.queries import consumed
 from lineside.agent.runtime import Agent
 from lineside.agent.sync.payloads import Topics
 from lineside.agent.sync.tail import TailChecker
@@ -122,11 +122,7 @@ def _view(agent: Agent, central: CentralSubscriber, broker: LocalBroker, started
         for name, s in sorted(agent.devices.items())
     ]
     stock = [(r["item"], r["lot"], r["qty"], r["uom"]) for r in reports.stock(conn, master)]
-    used: dict[str, Decimal] = {}
-    for r in conn.execute(
-        "SELECT item, qty FROM journal WHERE kind IN ('backflush', 'scrap', 'measured')"
-    ):
-        used[r[0]] = used.get(r[0], Decimal(0)) - Decimal(r[1])
+    used = consumed(conn)
     consumption = [
         (item, str(qty), master.items[item].uom if item in master.items else "")
         for item, qty in sorted(used.items())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -95,13 +93,6 @@ def _with_overlays(config: LinesideConfig, overlays: Mapping[str, Any]) -> Lines
     for code, data in overlays.get("boms", {}).items():
         boms[code] = BomConfig.model_validate(data)
     return config.model_copy(update={"items": items, "boms": boms})
-
-
-def read_overlays(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    return {
-        "items": {k: json.loads(v) for k, v in conn.execute("SELECT code, data FROM master_items")},
-        "boms": {k: json.loads(v) for k, v in conn.execute("SELECT item, data FROM master_boms")},
-    }
 
 
 def phantom_cycle(master: MasterData, start: str) -> list[str] | None:

@@ -25,6 +25,7 @@ from lineside.agent.commands import Command, CounterReading, MeterReading, Notic
 from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Ledger, ledger_failure
 from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
+from lineside.agent.ledger.queries import held_count
 from lineside.agent.liveness import Loop, dead
 from lineside.agent.liveness import problem as dead_thread
 from lineside.agent.metrics import Metrics
@@ -499,7 +500,7 @@ class Agent:
         assert self.ledger is not None
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5) as conn:
             status = sync_status(conn, self.clock())
-            held = conn.execute("SELECT COUNT(*) FROM held WHERE status = 'held'").fetchone()[0]
+            held = held_count(conn)
             size = ledger_bytes(conn)
         self.metrics.backlog.set(status.get("backlog", 0))
         self.metrics.oldest.set(status.get("oldest_unsent_age_s") or 0)
@@ -522,9 +523,7 @@ def what_to_do(exc: sqlite3.Error, data_dir: Path) -> str:
             " let it finish."
         )
     if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
-        return (
-            f"Check that {data_dir} is mounted read-write and belongs to the service user."
-        )
+        return f"Check that {data_dir} is mounted read-write and belongs to the service user."
     if code == sqlite3.SQLITE_IOERR:
         return "An I/O error: the disk or SD card may be failing (see dmesg)."
     return f"Check the disk and the ledger in {data_dir}."

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lineside.agent.commands import Receive
-from lineside.agent.handlers import Ledger
+from lineside.agent.handlers import HANDLERS, Ledger
 from tests.integration.test_ledger import remembered
 
 
@@ -18,11 +18,11 @@ def receipt(ledger: Ledger, key: str) -> Receive:
     )
 
 
-def break_receipts(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+def break_receipts(monkeypatch: pytest.MonkeyPatch) -> None:
     def bug(*args: Any) -> None:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setitem(ledger._handlers, Receive, bug)
+    monkeypatch.setitem(HANDLERS, Receive, bug)
 
 
 @pytest.mark.parametrize("path", ["execute", "execute_batch"])
@@ -35,7 +35,7 @@ def test_an_internal_error_is_not_remembered_and_a_retry_runs(
         return ledger.execute_batch([command])[0]
 
     with monkeypatch.context() as patched:
-        break_receipts(ledger, patched)
+        break_receipts(patched)
         failed = run(receipt(ledger, "rcv-bug"))
         assert not failed.ok and failed.error.startswith("internal error: ZeroDivisionError")
         assert remembered(ledger.conn, "rcv-bug") is None

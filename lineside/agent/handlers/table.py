@@ -1,0 +1,51 @@
+"""Which function handles each command: the one table the Ledger dispatches through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lineside.agent.commands import (
+    CloseOrder,
+    Command,
+    Complete,
+    Count,
+    CounterReading,
+    DiscardHeld,
+    MeterReading,
+    Notice,
+    PutBom,
+    PutItem,
+    Receive,
+    ReleaseHeld,
+    Reverse,
+    StartOrder,
+)
+from lineside.agent.handlers.context import Context
+from lineside.agent.handlers.held import discard_held, release_held
+from lineside.agent.handlers.master import put_bom, put_item
+from lineside.agent.handlers.orders import close_order, start_order
+from lineside.agent.handlers.production import complete
+from lineside.agent.handlers.readings import counter_reading, meter_reading, notice
+from lineside.agent.handlers.stock import count, receive, reverse
+from lineside.agent.ledger.work import Work
+
+# A handler applies its command inside the unit of work, or raises Rejected; the Ledger
+# commits, remembers the answer and undoes a refusal's writes.
+Handler = Callable[[Context, Work, Any], None]
+
+HANDLERS: dict[type[Command], Handler] = {
+    Complete: complete,
+    CounterReading: counter_reading,
+    MeterReading: meter_reading,
+    Notice: notice,
+    Receive: receive,
+    Count: count,
+    Reverse: reverse,
+    StartOrder: start_order,
+    CloseOrder: close_order,
+    PutItem: put_item,
+    PutBom: put_bom,
+    ReleaseHeld: release_held,
+    DiscardHeld: discard_held,
+}
