@@ -13,6 +13,12 @@ class Metrics:
         self.read_failures = Counter(
             "lineside_read_failures", "Failed reads (no value)", ["device"], registry=r
         )
+        self.dropped_readings = Counter(
+            "lineside_readings_dropped",
+            "Readings dropped: the events queue was full (the next carries the counter on)",
+            ["device"],
+            registry=r,
+        )
         self.scans = Counter("lineside_scans", "Barcodes read", ["device", "result"], registry=r)
         self.deltas = Counter(
             "lineside_counter_deltas",
