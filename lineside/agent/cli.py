@@ -29,7 +29,7 @@ from lineside.agent.commands import (
     StartOrder,
 )
 from lineside.agent.config import ConfigInvalid, LoadedConfig, load
-from lineside.agent.domain.held import from_json as held_payload
+from lineside.agent.domain import held as held_events
 from lineside.agent.handlers import Ledger
 from lineside.agent.inputs import BadInput, parse_quantity
 from lineside.agent.ledger.store import rows
@@ -466,7 +466,7 @@ def _run_held(args: argparse.Namespace) -> int:
     sql += "" if args.all else " WHERE status = 'held'"
     data = []
     for r in rows(ledger.conn, sql + " ORDER BY id"):
-        held = held_payload(r["command"]).listed()
+        held = held_events.listed(held_events.from_json(r["command"]))
         data.append(
             {
                 "id": r["id"],

@@ -12,9 +12,8 @@ from typing import Any
 from lineside.agent.domain.backflush import Carry, Move
 from lineside.agent.domain.held import Held
 from lineside.agent.domain.model import LotBalance
-from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.queries import MASTER_VERSION_KEY
-from lineside.agent.ledger.store import Posting, iso, transaction
+from lineside.agent.ledger.store import Posting, iso, move_transaction
 
 
 class FakeWork:
@@ -71,19 +70,8 @@ class FakeWork:
         for move, uom in moves:
             key = (move.item, move.location, move.lot)
             self.stock[key] = self.stock.get(key, Decimal(0)) + move.qty
-            tx = transaction(
-                f"tx-{len(self.journal) + 1}",
-                iso(posting.ts),
-                move.kind,
-                move.item,
-                move.location,
-                decimal_text(move.qty),
-                uom,
-                move.lot,
-                posting.order_no,
-                posting.work_center,
-                decimal_text(move.cost),
-                posting.cause,
+            tx = move_transaction(
+                f"tx-{len(self.journal) + 1}", iso(posting.ts), move, uom, posting
             )
             row = {**tx, "order_no": posting.order_no, "lot": move.lot}
             self.journal.append({**row, "reverses": posting.reverses})

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
+
+
+class _Payload:
+    """A held event's payload: its fields, and its type's name under "type"."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+
+    def to_json(self) -> str:
+        return json.dumps({"type": self.TYPE, **asdict(self)})  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True, slots=True)
-class Production:
+class Production(_Payload):
     """Units of an item reported under one role at a work center, against an order or not."""
 
+    TYPE: ClassVar[str] = "production"
     work_center: str
     item: str  # "" when the work center had no order and no default item
     role: str
@@ -31,50 +42,32 @@ class Production:
     def without_completion(self) -> Production:
         return replace(self, with_completion=False)
 
-    def to_json(self) -> str:
-        return json.dumps({"type": "production", **asdict(self)})
-
-    def listed(self) -> dict[str, Any]:
-        return {"item": self.item or None, "units": self.units, "role": self.role}
-
 
 @dataclass(frozen=True, slots=True)
-class Implausible:
+class Implausible(_Payload):
     """A counter's jump above max_delta: a person says whether it was real."""
 
+    TYPE: ClassVar[str] = "implausible"
     work_center: str
     role: str
     units: int
     event: str
 
-    def to_json(self) -> str:
-        return json.dumps({"type": "implausible", **asdict(self)})
-
-    def listed(self) -> dict[str, Any]:
-        return {"item": None, "units": self.units, "role": self.role}
-
 
 @dataclass(frozen=True, slots=True)
-class Measured:
+class Measured(_Payload):
     """A meter's jump above max_delta; qty is the decimal text of the jump."""
 
+    TYPE: ClassVar[str] = "measured"
     work_center: str
     item: str
     qty: str
     event: str
 
-    def to_json(self) -> str:
-        return json.dumps({"type": "measured", **asdict(self)})
-
-    def listed(self) -> dict[str, Any]:
-        return {"item": self.item or None, "units": self.qty, "role": None}
-
 
 Held = Production | Implausible | Measured
 _TYPES: dict[str, type[Production] | type[Implausible] | type[Measured]] = {
-    "production": Production,
-    "implausible": Implausible,
-    "measured": Measured,
+    kind.TYPE: kind for kind in (Production, Implausible, Measured)
 }
 
 
@@ -85,3 +78,13 @@ def from_json(text: str) -> Held:
     if kind is None:
         raise ValueError(f"not a held event's payload: {text[:80]}")
     return kind(**data)
+
+
+def listed(held: Held) -> dict[str, Any]:
+    """What `lineside held list` shows of a payload: its item, units (a meter's quantity)
+    and role, None where the payload has none."""
+    return {
+        "item": getattr(held, "item", "") or None,
+        "units": held.qty if isinstance(held, Measured) else held.units,
+        "role": getattr(held, "role", None),
+    }

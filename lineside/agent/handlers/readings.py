@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
 from lineside.agent.commands import CounterReading, MeterReading, Notice, Rejected
 from lineside.agent.domain.backflush import Carry, advance, consume
-from lineside.agent.domain.counters import counter_change
+from lineside.agent.domain.counters import CounterDelta, Number, counter_change
 from lineside.agent.domain.held import Implausible, Measured
 from lineside.agent.handlers.context import Context, checked, negative_alert, post_moves
 from lineside.agent.handlers.production import produce
 from lineside.agent.inputs import check_quantity, decimal_text
 from lineside.agent.ledger.store import Posting
 from lineside.agent.ledger.work import Work
+from lineside.agent.points import CounterPoint, MeterPoint
 
 
 def counter_reading(ctx: Context, uow: Work, cmd: CounterReading) -> None:
@@ -23,19 +25,10 @@ def counter_reading(ctx: Context, uow: Work, cmd: CounterReading) -> None:
     if isinstance(cmd.value, Decimal) and cmd.value != cmd.value.to_integral_value():
         raise Rejected(f"counter {cmd.point} read a fraction: {cmd.value}")
     value = int(cmd.value)
-    last_text, elapsed_s = _last_reading(ctx, uow, cmd)
-    last = None if last_text is None else int(Decimal(last_text))
-    delta = counter_change(
-        last,
-        value,
-        point.modulus,
-        point.max_delta,
-        max_rate=point.max_rate,
-        elapsed_s=elapsed_s,
-    )
-    if delta.kind == "unchanged":
+    changed = _change(ctx, uow, cmd, point, value, lambda text: int(Decimal(text)))
+    if changed is None:
         return
-    uow.save_counter(cmd.point, str(value), cmd.ts)
+    last, delta = changed
     event = f"{cmd.point}:{last}->{value}"
     if delta.kind == "reset":
         uow.alert("counter_reset", cmd.ts, point=cmd.point, last=str(last), value=str(value))
@@ -67,26 +60,17 @@ def meter_reading(ctx: Context, uow: Work, cmd: MeterReading) -> None:
         raise Rejected(
             f"meter {cmd.point} read a negative total {cmd.value}: a bad reading, not consumption"
         )
-    last_text, elapsed_s = _last_reading(ctx, uow, cmd)
-    last = None if last_text is None else Decimal(last_text)
-    delta = counter_change(
-        last,
-        cmd.value,
-        meter.modulus,
-        meter.max_delta,
-        max_rate=meter.max_rate,
-        elapsed_s=elapsed_s,
-    )
-    if delta.kind == "unchanged":
+    changed = _change(ctx, uow, cmd, meter, cmd.value, Decimal)
+    if changed is None:
         return
-    uow.save_counter(cmd.point, str(cmd.value), cmd.ts)
+    last, delta = changed
     event = f"{cmd.point}:{last}->{cmd.value}"
     if delta.kind == "reset":
         uow.alert(
             "counter_reset",
             cmd.ts,
             point=cmd.point,
-            last=None if last is None else decimal_text(last),
+            last=None if last is None else decimal_text(Decimal(last)),
             value=decimal_text(cmd.value),
         )
     if delta.kind == "implausible":
@@ -101,6 +85,27 @@ def meter_reading(ctx: Context, uow: Work, cmd: MeterReading) -> None:
     if not delta.counts:
         return
     post_measured(ctx, uow, meter.work_center, meter.item, Decimal(delta.delta), event, cmd.ts)
+
+
+def _change(
+    ctx: Context,
+    uow: Work,
+    cmd: CounterReading | MeterReading,
+    point: CounterPoint | MeterPoint,
+    value: Number,
+    parse: Callable[[str], Number],
+) -> tuple[Number | None, CounterDelta] | None:
+    """What value means after the point's last one, now saved as its last value; None
+    when it is unchanged (nothing is written)."""
+    last_text, elapsed_s = _last_reading(ctx, uow, cmd)
+    last = None if last_text is None else parse(last_text)
+    delta = counter_change(
+        last, value, point.modulus, point.max_delta, max_rate=point.max_rate, elapsed_s=elapsed_s
+    )
+    if delta.kind == "unchanged":
+        return None
+    uow.save_counter(cmd.point, str(value), cmd.ts)
+    return last, delta
 
 
 def _last_reading(

@@ -5,22 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lineside.agent.commands import (
-    CloseOrder,
-    Command,
-    Complete,
-    Count,
-    CounterReading,
-    DiscardHeld,
-    MeterReading,
-    Notice,
-    PutBom,
-    PutItem,
-    Receive,
-    ReleaseHeld,
-    Reverse,
-    StartOrder,
-)
+from lineside.agent import commands
 from lineside.agent.handlers.context import Context
 from lineside.agent.handlers.held import discard_held, release_held
 from lineside.agent.handlers.master import put_bom, put_item
@@ -34,18 +19,18 @@ from lineside.agent.ledger.work import Work
 # commits, remembers the answer and undoes a refusal's writes.
 Handler = Callable[[Context, Work, Any], None]
 
-HANDLERS: dict[type[Command], Handler] = {
-    Complete: complete,
-    CounterReading: counter_reading,
-    MeterReading: meter_reading,
-    Notice: notice,
-    Receive: receive,
-    Count: count,
-    Reverse: reverse,
-    StartOrder: start_order,
-    CloseOrder: close_order,
-    PutItem: put_item,
-    PutBom: put_bom,
-    ReleaseHeld: release_held,
-    DiscardHeld: discard_held,
+HANDLERS: dict[type[commands.Command], Handler] = {
+    commands.Complete: complete,
+    commands.CounterReading: counter_reading,
+    commands.MeterReading: meter_reading,
+    commands.Notice: notice,
+    commands.Receive: receive,
+    commands.Count: count,
+    commands.Reverse: reverse,
+    commands.StartOrder: start_order,
+    commands.CloseOrder: close_order,
+    commands.PutItem: put_item,
+    commands.PutBom: put_bom,
+    commands.ReleaseHeld: release_held,
+    commands.DiscardHeld: discard_held,
 }

@@ -13,7 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from lineside.agent.domain.backflush import Move
 from lineside.agent.domain.model import NO_LOT
+from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
@@ -129,6 +131,24 @@ def transaction(
     }
 
 
+def move_transaction(tx_id: str, ts: str, move: Move, uom: str, posting: Posting) -> dict[str, Any]:
+    """A move about to be posted as the MQTT contract's transaction."""
+    return transaction(
+        tx_id,
+        ts,
+        move.kind,
+        move.item,
+        move.location,
+        decimal_text(move.qty),
+        uom,
+        move.lot,
+        posting.order_no,
+        posting.work_center,
+        decimal_text(move.cost),
+        posting.cause,
+    )
+
+
 def rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Iterator[sqlite3.Row]:
     """Read-only query helper for reports: rows with column access by name."""
     cur = conn.execute(sql, params)
@@ -191,6 +211,7 @@ __all__ = [
     "iso",
     "ledger_failure",
     "meta",
+    "move_transaction",
     "rows",
     "set_meta",
     "transaction",

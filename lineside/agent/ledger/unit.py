@@ -16,7 +16,7 @@ from lineside.agent.domain.backflush import Carry, Move
 from lineside.agent.domain.model import NO_LOT, LotBalance
 from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.registers import Registers
-from lineside.agent.ledger.store import Posting, iso, transaction, uuid4_strings
+from lineside.agent.ledger.store import Posting, iso, move_transaction, uuid4_strings
 
 # Built once: json.dumps with separators= would build a new encoder for every row.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
@@ -144,21 +144,7 @@ class UnitOfWork(Registers):
         ts = iso(posting.ts)
         ids = uuid4_strings(len(moves))
         payloads = [
-            transaction(
-                ids[n],
-                ts,
-                move.kind,
-                move.item,
-                move.location,
-                decimal_text(move.qty),
-                uom,
-                move.lot,
-                posting.order_no,
-                posting.work_center,
-                decimal_text(move.cost),
-                posting.cause,
-            )
-            for n, (move, uom) in enumerate(moves)
+            move_transaction(ids[n], ts, move, uom, posting) for n, (move, uom) in enumerate(moves)
         ]
         self.conn.executemany(
             "INSERT INTO journal (id, ts, kind, item, location, lot, qty, uom, order_no,"
