@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -19,15 +19,17 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
 )
 
 from lineside.agent.inputs import BadInput, check_code, check_quantity
 from lineside.agent.sparkplug.checks import sparkplug_problems
 from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
-from lineside.drivers.dosing import AsciiMeterConfig
-from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_conflicts
-from lineside.drivers.scanner import SerialScannerConfig
+from lineside.drivers import registry
+from lineside.drivers.base import DriverModel
+from lineside.validation import UNKNOWN, describe
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 # What a counter or meter can make a second at most, unless configured: a drop that would
@@ -198,10 +200,16 @@ class LogConfig(Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-DeviceConfig = Annotated[
-    ModbusTcpConfig | ModbusRtuConfig | SerialScannerConfig | AsciiMeterConfig,
-    Field(discriminator="driver"),
-]
+def _registered(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # An entry is validated against the registry's union as it is when the file is
+    # loaded (_entry_type), so that a driver registered later (a test's) is accepted.
+    return value if isinstance(value, DriverModel) else handler(value)
+
+
+if TYPE_CHECKING:
+    DeviceConfig = DriverModel
+else:
+    DeviceConfig = Annotated[registry.device_union(), WrapValidator(_registered)]
 
 
 class SparkplugConfig(Model):
@@ -401,7 +409,7 @@ def _entry_type(field: str) -> Any:
         "boms": BomConfig,
         "work_centers": WorkCenterConfig,
         "meters": MeterConfig,
-        "devices": DeviceConfig,
+        "devices": registry.device_union(),
     }[field]
 
 
@@ -410,7 +418,7 @@ _PATTERN_HELP = {
     NAME: "use letters, digits, '.', '-' and '_' only, starting with a letter or digit",
     HOST_PORT: "write it as HOST:PORT, e.g. 127.0.0.1:9750",
 }
-_UNKNOWN = "unknown key (check the spelling; see docs/configuration.md)"
+_UNKNOWN = UNKNOWN.format(docs="docs/configuration.md")
 
 
 def _stringify_keys(value: Any) -> Any:
@@ -426,29 +434,9 @@ def from_pydantic(
 ) -> ConfigError:
     """One pydantic error as file:line, key path and a message for a person; docs is where
     an unknown key's spelling can be checked."""
-    loc: KeyPath = prefix + tuple(p for p in err["loc"] if not _is_union_tag(p))
-    message = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        message = _UNKNOWN.replace("docs/configuration.md", docs)
-    elif err["type"] == "missing":
-        message = "required key is missing"
-    elif err["type"] == "union_tag_invalid":
-        message = (
-            f"unknown driver {err['input'].get('driver')!r}; expected one of "
-            "modbus_tcp, modbus_rtu, serial_scanner, ascii_meter"
-        )
-        loc = (*loc, "driver")
-    elif err["type"] == "union_tag_not_found":
-        message = "a device needs 'driver': modbus_tcp, modbus_rtu, serial_scanner or ascii_meter"
-    elif err["type"] == "string_pattern_mismatch":
-        message = _PATTERN_HELP.get(str(err.get("ctx", {}).get("pattern")), message)
-    elif message.startswith("Value error, "):
-        message = message.removeprefix("Value error, ")
+    where, message = describe(err, tags=registry.driver_names(), docs=docs, patterns=_PATTERN_HELP)
+    loc = prefix + where
     return ConfigError(name, source.line_of(loc), format_path(loc), message)
-
-
-def _is_union_tag(part: Any) -> bool:
-    return part in ("modbus_tcp", "modbus_rtu", "serial_scanner", "ascii_meter")
 
 
 def check_references(
@@ -489,7 +477,7 @@ def check_references(
     if not invalid["work_centers"]:  # an invalid work center's stages are unknown
         problems += _stage_problems(config)
     problems += _gtin_problems(config)
-    problems += _rtu_problems(config)
+    problems += _device_problems(config)
     problems += _signed_counter_problems(config)
     problems += sparkplug_problems(config, items)
     bad_devices = invalid["devices"]
@@ -571,8 +559,8 @@ def _gtin_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
 
 
 def _signed_counter_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
-    """A counter or a meter's total only counts up (and wraps): a signed type would read the
-    upper half of its range as negative numbers, so it is refused rather than guessed at."""
+    """A counter or a meter's total only counts up (and wraps): a point its device says
+    cannot count (a signed Modbus type) is refused rather than guessed at."""
     refs: list[tuple[KeyPath, str]] = []
     for name, wc in config.work_centers.items():
         for role, ref in (("good", wc.counters.good), ("scrap", wc.counters.scrap)):
@@ -583,23 +571,17 @@ def _signed_counter_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]
     out: list[tuple[KeyPath, str]] = []
     for where, ref in refs:
         device, _, point = ref.partition(".")
-        spec = getattr(config.devices.get(device), "points", {}).get(point)
-        kind = getattr(spec, "type", "")
-        if kind in ("int16", "int32"):
-            out.append(
-                (
-                    where,
-                    f"point {ref} is {kind}, a signed type: counters and meter totals count"
-                    f" up and wrap, so read the same register as u{kind} (a signed one reads"
-                    " the upper half of its range as negative numbers)",
-                )
-            )
+        cfg = config.devices.get(device)
+        problem = None if cfg is None else cfg.counter_problem(point)
+        if problem is not None:
+            out.append((where, f"point {ref} {problem}"))
     return out
 
 
-def _rtu_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
-    rtu = {n: d for n, d in config.devices.items() if isinstance(d, ModbusRtuConfig)}
-    return [(("devices", c.device, c.key), c.message) for c in rtu_port_conflicts(rtu)]
+def _device_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
+    return [
+        (("devices", p.device, p.key), p.message) for p in registry.device_problems(config.devices)
+    ]
 
 
 def _is_phantom(config: LinesideConfig, code: str) -> bool:

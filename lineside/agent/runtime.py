@@ -95,7 +95,7 @@ class Agent:
         loaded: LoadedConfig,
         *,
         clock: Clock = utc_now,
-        driver_factory: DriverFactory = build_drivers,  # type: ignore[assignment]
+        driver_factory: DriverFactory = build_drivers,
     ) -> None:
         self.loaded = loaded
         self.clock = clock

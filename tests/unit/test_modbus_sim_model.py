@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig
-from lineside.drivers.modbus_codec import decode_registers
+from lineside.drivers.modbus.codec import decode_registers
+from lineside.drivers.modbus.config import ModbusRtuConfig, ModbusTcpConfig
 from lineside.simulators.plc import (
     Counter,
     DeviceScenario,
