@@ -20,6 +20,7 @@ from lineside.drivers.registry import SPECS, spec_of
 from lineside.validation import describe
 
 log = logging.getLogger("lineside.simulators")
+DOCS = "docs/simulators.md"  # where every scenario key is explained
 
 
 def unknown_devices(config: LinesideConfig, scenario: Mapping[str, Any]) -> list[str]:
@@ -46,7 +47,7 @@ def scenario_problems(config: LinesideConfig, scenario: Mapping[str, Any]) -> li
             problems += [f"{name}.{p}" for p in spec.check_scenario(device, scenario.get(name))]
         except ValidationError as exc:
             for err in exc.errors():
-                where, message = describe(err, tags=spec.scenario_tags)
+                where, message = describe(err, tags=spec.scenario_tags, docs=DOCS)
                 dotted = ".".join(str(p) for p in where)
                 problems.append(f"{name}.{dotted}: {message}" if dotted else f"{name}: {message}")
     return problems

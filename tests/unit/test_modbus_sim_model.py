@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from lineside.drivers.modbus.codec import decode_registers
 from lineside.drivers.modbus.config import ModbusRtuConfig, ModbusTcpConfig
@@ -121,7 +121,7 @@ def test_the_documented_scenario_parses() -> None:
 )
 def test_bad_events_are_refused(event: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        ScenarioEvent.model_validate(event)
+        TypeAdapter(ScenarioEvent).validate_python(event)
 
 
 PLC = ModbusTcpConfig.model_validate(

@@ -52,4 +52,8 @@ SPEC = DriverSpec[ModbusDevice](
     simulate=_simulate,
     check_scenario=_check_scenario,
     problems=_problems,
+    # lineside.simulators.plc.scenario.EVENT_TAGS, which imports pymodbus
+    scenario_tags=tuple(
+        f"{kind} event" for kind in ("set", "reset", "rate", "offline", "silent", "exception")
+    ),
 )

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import partial
 from typing import Any, Literal, cast
 
@@ -32,7 +31,13 @@ from lineside.simulators.plc.counter import (
 )
 from lineside.simulators.plc.scenario import (
     VALID_EXCEPTIONS,
+    ExceptionEvent,
+    OfflineEvent,
+    RateEvent,
+    ResetEvent,
     ScenarioEvent,
+    SetEvent,
+    SilentEvent,
 )
 from lineside.simulators.plc.server import Verdict, _PlcServer
 
@@ -258,22 +263,20 @@ class PlcSimulator:
             log.exception("%s: event at %s s failed", self.name, event.at_s)
 
     async def _apply(self, event: ScenarioEvent, unit: int) -> None:
-        kind = event.action()
-        if kind == "offline":
-            await self._go_offline(float(event.offline_s or 0))
-        elif kind == "silent":
-            self.silence(unit, float(event.silent_s or 0))
-        elif kind == "exception":
-            self.raise_exception(
-                event.exception or 0, float(event.duration_s or 0), unit, event.point
-            )
-        elif kind == "rate":
-            self.set_rate(unit, str(event.point), float(event.rate_per_s or 0))
-        elif kind == "reset":
-            self.reset(unit, str(event.point))
-        else:
-            point = str(event.point)
-            self.set(unit, point, raw_number(self._type(unit, point), event.set_to or Decimal(0)))
+        match event:
+            case OfflineEvent():
+                await self._go_offline(float(event.offline_s))
+            case SilentEvent():
+                self.silence(unit, float(event.silent_s))
+            case ExceptionEvent():
+                self.raise_exception(event.exception, float(event.duration_s), unit, event.point)
+            case RateEvent():
+                self.set_rate(unit, event.point, float(event.rate_per_s))
+            case ResetEvent():
+                self.reset(unit, event.point)
+            case SetEvent():
+                point_type = self._type(unit, event.point)
+                self.set(unit, event.point, raw_number(point_type, event.set_to))
 
     # ------------------------------------------------------------- inside the loop
 
