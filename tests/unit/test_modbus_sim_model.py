@@ -14,6 +14,7 @@ from lineside.simulators.plc import (
     Counter,
     DeviceScenario,
     ScenarioEvent,
+    SetEvent,
     SimPoint,
     build_simulators,
     listen_address,
@@ -99,6 +100,7 @@ def test_the_documented_scenario_parses() -> None:
         "exception",
         "exception",
     ]
+    assert isinstance(section.events[0], SetEvent)
     assert section.events[0].set_to == Decimal(65530)
     assert section.points["scrap"].rate_per_s == Decimal("0.1")
 

@@ -82,6 +82,7 @@ from lineside.simulators.plc.scenario import (
     ModbusDeviceConfig,
     PointScenario,
     ScenarioEvent,
+    SetEvent,
     scenario_problems,
 )
 from lineside.simulators.plc.simulator import Framer, PlcSimulator
@@ -93,6 +94,7 @@ __all__ = [
     "Overlap",
     "PlcSimulator",
     "ScenarioEvent",
+    "SetEvent",
     "SimPoint",
     "Transaction",
     "build_simulators",
