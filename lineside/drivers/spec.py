@@ -3,7 +3,7 @@
 The config, the agent's start-up, `lineside simulate` and its scenario check all loop
 over the registry's specs (``lineside.drivers.registry``) instead of naming drivers.
 A spec is imported with the config, so it names its config models directly but
-reaches its driver and simulator modules (pymodbus, pyserial) only when called.
+imports its driver and simulator modules (pymodbus, pyserial) only when called.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from importlib import import_module
 from typing import Any, Generic, TypeVar, get_args
 
 from lineside.drivers.base import Driver, DriverModel, StopFlag
@@ -75,6 +77,36 @@ class DriverSpec(Generic[C]):
     def devices(self, devices: Mapping[str, DriverModel]) -> dict[str, C]:
         """The devices among all that this driver runs, in their order."""
         return {name: cfg for name, cfg in devices.items() if isinstance(cfg, self.configs)}
+
+
+def one_per_device(name: str, config: type[C], driver: str, empty: Any) -> DriverSpec[C]:
+    """The spec of a driver with one driver and one simulator thread per device.
+
+    driver is the class in the driver folder's driver.py, built as driver(name, config,
+    clock); lineside.simulators.NAME has simulate_device(name, config, section, stop)
+    and its section's model SCENARIO; empty is the section of a device not in a scenario.
+    """
+    driver_module = config.__module__.rpartition(".")[0] + ".driver"
+    simulator = f"lineside.simulators.{name}"
+
+    def build(devices: Mapping[str, C], clock: Callable[[], datetime]) -> DeviceSet:
+        make = getattr(import_module(driver_module), driver)
+        return DeviceSet([make(device, cfg, clock) for device, cfg in devices.items()])
+
+    def simulate(
+        devices: Mapping[str, C], scenario: Mapping[str, Any], stop: StopFlag
+    ) -> list[Job]:
+        serve = import_module(simulator).simulate_device
+        return [
+            (device, partial(serve, device, cfg, scenario.get(device) or empty, stop))
+            for device, cfg in devices.items()
+        ]
+
+    def check_scenario(device: C, section: Any) -> list[str]:
+        import_module(simulator).SCENARIO.model_validate(section or empty)
+        return []
+
+    return DriverSpec(name, (config,), build, simulate, check_scenario)
 
 
 def literal_names(config: type[DriverModel]) -> tuple[str, ...]:

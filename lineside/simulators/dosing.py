@@ -168,6 +168,9 @@ class PumpSimulator(EndpointDevice):
             self._printed += 1
 
 
+SCENARIO = PumpScenario  # what lineside simulate checks a section against (drivers/spec.py)
+
+
 def simulate_device(
     name: str, device_config: AsciiMeterConfig, section: Any, stop: StopFlag
 ) -> None:

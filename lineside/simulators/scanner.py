@@ -225,6 +225,9 @@ class ScannerScenario(RootModel[list[ScannerStep]]):
     """A scanner's scenario section: the list of steps."""
 
 
+SCENARIO = ScannerScenario  # what lineside simulate checks a section against (drivers/spec.py)
+
+
 def simulate_device(
     name: str, device_config: SerialScannerConfig, section: Any, stop: StopFlag
 ) -> None:
