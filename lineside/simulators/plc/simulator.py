@@ -16,10 +16,8 @@ from pymodbus.framer import FramerType
 from pymodbus.simulator import SimDevice
 
 from lineside.drivers.modbus.config import (
-    BIT_TABLES,
     PointType,
     Table,
-    point_span,
 )
 from lineside.simulators.plc.bus import BusMonitor, Monotonic, Overlap, Transaction
 from lineside.simulators.plc.counter import (
@@ -29,6 +27,7 @@ from lineside.simulators.plc.counter import (
     register_blocks,
     store_registers,
 )
+from lineside.simulators.plc.faults import Fault, Faults
 from lineside.simulators.plc.scenario import (
     VALID_EXCEPTIONS,
     ExceptionEvent,
@@ -46,14 +45,6 @@ log = logging.getLogger("lineside.simulators.plc")
 Framer = Literal["tcp", "rtu"]
 
 _FC_TABLE: dict[int, Table] = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
-
-
-@dataclass(slots=True)
-class _Fault:
-    code: int
-    until: float
-    unit: int | None
-    point: str | None
 
 
 @dataclass(slots=True)
@@ -96,8 +87,7 @@ class PlcSimulator:
             for unit, points in units.items()
         }
         self._specs = {unit: dict(points) for unit, points in units.items()}
-        self._faults: list[_Fault] = []
-        self._silent_until: dict[int, float] = {}
+        self._faults = Faults()
         self.monitor = BusMonitor(
             name, framer == "rtu" if check_overlap is None else check_overlap, clock
         )
@@ -207,10 +197,10 @@ class PlcSimulator:
         if code not in VALID_EXCEPTIONS:
             raise ValueError(f"no Modbus exception code {code}")
         if point is not None:
-            unit = self._unit_of(point) if unit is None else unit
+            unit = _unit_of(self._units, point) if unit is None else unit
             self._counter(unit, point)
         with self._lock:
-            self._faults.append(_Fault(code, self._clock() + seconds, unit, point))
+            self._faults.add(Fault(code, self._clock() + seconds, unit, point))
         log.info(
             "%s: exception %d for %.3g s (unit %s, point %s)", self.name, code, seconds, unit, point
         )
@@ -220,7 +210,7 @@ class PlcSimulator:
         the listener and the other units go on."""
         self._counter_unit(unit)
         with self._lock:
-            self._silent_until[unit] = self._clock() + seconds
+            self._faults.silence(unit, self._clock() + seconds)
         log.info("%s: unit %d silent for %.3g s", self.name, unit, seconds)
 
     def verdict(self, unit: int) -> Verdict:
@@ -228,7 +218,7 @@ class PlcSimulator:
         if unit not in self._units:
             return "unknown"
         with self._lock:
-            if self._silent_until.get(unit, 0.0) > self._clock():
+            if self._faults.silent(unit, self._clock()):
                 return "silent"
         return "answer"
 
@@ -253,30 +243,7 @@ class PlcSimulator:
             raise RuntimeError("start the simulator before scheduling events")
         for event in sorted(events, key=lambda e: e.at_s):
             due = self._started_at + float(event.at_s)
-            self._loop.call_soon_threadsafe(self._spawn, self._run_event(event, unit, due))
-
-    async def _run_event(self, event: ScenarioEvent, unit: int, due: float) -> None:
-        await asyncio.sleep(max(0.0, due - self._clock()))
-        try:
-            await self._apply(event, unit)
-        except Exception:  # a bad event must not stop the others
-            log.exception("%s: event at %s s failed", self.name, event.at_s)
-
-    async def _apply(self, event: ScenarioEvent, unit: int) -> None:
-        match event:
-            case OfflineEvent():
-                await self._go_offline(float(event.offline_s))
-            case SilentEvent():
-                self.silence(unit, float(event.silent_s))
-            case ExceptionEvent():
-                self.raise_exception(event.exception, float(event.duration_s), unit, event.point)
-            case RateEvent():
-                self.set_rate(unit, event.point, float(event.rate_per_s))
-            case ResetEvent():
-                self.reset(unit, event.point)
-            case SetEvent():
-                point_type = self._type(unit, event.point)
-                self.set(unit, event.point, raw_number(point_type, event.set_to))
+            self._loop.call_soon_threadsafe(self._spawn, _play(self, event, unit, due))
 
     # ------------------------------------------------------------- inside the loop
 
@@ -359,32 +326,12 @@ class PlcSimulator:
             return ExcCodes.ILLEGAL_FUNCTION
         now = self._clock()
         with self._lock:
-            code = self._fault_code(unit, table, address, count, now)
+            code = self._faults.code(unit, table, address, count, now, self._specs[unit])
             if code is not None:
                 return ExcCodes(code)
             for counter in self._units[unit].counters.values():
                 if counter.spec.table == table:
                     store_registers(counter, start, registers, now)
-        return None
-
-    def _fault_code(
-        self, unit: int, table: Table, address: int, count: int, now: float
-    ) -> int | None:
-        self._faults = [f for f in self._faults if f.until > now]
-        # For bit tables pymodbus passes a count of 16-bit registers: widen to match.
-        end = address + (count * 16 if table in BIT_TABLES else count)
-        for fault in self._faults:
-            if fault.unit is not None and fault.unit != unit:
-                continue
-            if fault.point is None:
-                return fault.code
-            spec = self._specs[unit][fault.point]
-            if (
-                spec.table == table
-                and spec.address < end
-                and address < spec.address + (point_span(spec.type))
-            ):
-                return fault.code
         return None
 
     def _counter_unit(self, unit: int) -> _Unit:
@@ -402,11 +349,37 @@ class PlcSimulator:
     def _type(self, unit: int, point: str) -> PointType:
         return self._counter(unit, point).spec.type
 
-    def _unit_of(self, point: str) -> int:
-        units = [u for u, state in self._units.items() if point in state.counters]
-        if len(units) != 1:
-            raise ValueError(f"say which unit: point {point!r} is on units {units}")
-        return units[0]
+
+def _unit_of(units: Mapping[int, _Unit], point: str) -> int:
+    found = [u for u, state in units.items() if point in state.counters]
+    if len(found) != 1:
+        raise ValueError(f"say which unit: point {point!r} is on units {found}")
+    return found[0]
+
+
+async def _play(sim: PlcSimulator, event: ScenarioEvent, unit: int, due: float) -> None:
+    await asyncio.sleep(max(0.0, due - sim._clock()))
+    try:
+        await _apply(sim, event, unit)
+    except Exception:  # a bad event must not stop the others
+        log.exception("%s: event at %s s failed", sim.name, event.at_s)
+
+
+async def _apply(sim: PlcSimulator, event: ScenarioEvent, unit: int) -> None:
+    match event:
+        case OfflineEvent():
+            await sim._go_offline(float(event.offline_s))
+        case SilentEvent():
+            sim.silence(unit, float(event.silent_s))
+        case ExceptionEvent():
+            sim.raise_exception(event.exception, float(event.duration_s), unit, event.point)
+        case RateEvent():
+            sim.set_rate(unit, event.point, float(event.rate_per_s))
+        case ResetEvent():
+            sim.reset(unit, event.point)
+        case SetEvent():
+            point_type = sim._type(unit, event.point)
+            sim.set(unit, event.point, raw_number(point_type, event.set_to))
 
 
 async def _close_server(server: _PlcServer) -> None:
