@@ -15,7 +15,6 @@ from typing import Any
 
 from lineside.agent.domain.model import MasterData
 from lineside.agent.ledger import queries
-from lineside.agent.ledger.store import tx_payload
 
 TOLERANCE_PCT = {"A": Decimal(1), "B": Decimal(3), "C": Decimal(5)}
 CONSUMING = ("backflush", "scrap", "measured")
@@ -53,18 +52,6 @@ def stock(
             }
         )
     return out
-
-
-def transactions(
-    conn: sqlite3.Connection,
-    *,
-    limit: int | None = None,
-    kind: str | None = None,
-    item: str | None = None,
-    order: str | None = None,
-) -> list[dict[str, Any]]:
-    rows = queries.newest_transactions(conn, limit=limit, kind=kind, item=item, order=order)
-    return [tx_payload(r) for r in rows]
 
 
 @dataclass

@@ -12,17 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from lineside.agent.bootstrap import open_ledger
-from lineside.agent.cli.table import (
-    UsageError,
-    arg,
-    as_json,
-    command,
-    config,
-    count_arg,
-    decimal_arg,
-    load_config,
-    print_json,
-)
+from lineside.agent.cli.options import as_json, config, count_arg, decimal_arg
+from lineside.agent.cli.shared import UsageError, load_config, print_json
+from lineside.agent.cli.table import arg, command
 from lineside.agent.config import ConfigInvalid
 from lineside.cli_options import EXIT_OK, EXIT_OTHER
 from lineside.clock import utc_now

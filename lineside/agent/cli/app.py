@@ -11,7 +11,8 @@ from lineside import __version__
 
 # Imported for what they register: the table lists their commands in this order.
 from lineside.agent.cli import agent, books, postings  # noqa: F401
-from lineside.agent.cli.table import COMMANDS, UsageError, add_arguments, command
+from lineside.agent.cli.shared import UsageError
+from lineside.agent.cli.table import COMMANDS, add_arguments, command
 from lineside.agent.config import ConfigInvalid
 from lineside.central import cli as central_cli
 from lineside.cli_options import EXIT_BAD_INPUT, EXIT_OK, EXIT_OTHER, Parser

@@ -6,18 +6,10 @@ import argparse
 from typing import Any
 
 from lineside.agent import reports
-from lineside.agent.cli.table import (
-    TX_COLUMNS,
-    action,
-    actions,
-    arg,
-    as_json,
-    command,
-    config,
-    count_arg,
-    ledger_of,
-    print_json,
-)
+from lineside.agent.cli.options import as_json, config, count_arg
+from lineside.agent.cli.shared import TX_COLUMNS, ledger_of, print_json
+from lineside.agent.cli.table import action, actions, arg, command
+from lineside.agent.ledger import queries
 from lineside.agent.tables import render
 from lineside.cli_options import EXIT_OK
 from lineside.clock import utc_now
@@ -53,7 +45,7 @@ def _run_stock(args: argparse.Namespace) -> int:
 )
 def _run_tx(args: argparse.Namespace) -> int:
     ledger = ledger_of(args)
-    data = reports.transactions(
+    data = queries.transactions(
         ledger.conn, limit=args.limit or None, kind=args.kind, item=args.item, order=args.order
     )
     if args.json:

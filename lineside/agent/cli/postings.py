@@ -9,22 +9,9 @@ import sys
 from typing import Any, TypeVar
 
 from lineside.agent.alerts import alert_fields, held_text
-from lineside.agent.cli.table import (
-    TX_COLUMNS,
-    Arguments,
-    action,
-    actions,
-    arg,
-    as_json,
-    command,
-    config,
-    count_arg,
-    decimal_arg,
-    ledger_of,
-    print_json,
-    request_id,
-    request_key,
-)
+from lineside.agent.cli.options import as_json, config, count_arg, decimal_arg, request_id
+from lineside.agent.cli.shared import TX_COLUMNS, ledger_of, print_json, request_key
+from lineside.agent.cli.table import Arguments, action, actions, arg, command
 from lineside.agent.commands import (
     CloseOrder,
     Command,

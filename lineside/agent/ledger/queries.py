@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from lineside.agent.ledger.store import rows
+from lineside.agent.ledger.store import rows, tx_payload
 
 CONSUMING_OR_REVERSAL = "('backflush', 'scrap', 'measured', 'reversal')"
 
@@ -34,15 +34,16 @@ def last_uom(conn: sqlite3.Connection, item: str) -> str | None:
     return str(last[0]) if last else None
 
 
-def newest_transactions(
+def transactions(
     conn: sqlite3.Connection,
     *,
     limit: int | None = None,
     kind: str | None = None,
     item: str | None = None,
     order: str | None = None,
-) -> list[sqlite3.Row]:
-    """The newest journal rows that match, oldest first; all of them without a limit."""
+) -> list[dict[str, Any]]:
+    """The newest transactions that match, oldest first, as the MQTT contract has them;
+    all of them without a limit."""
     where, params = [], []
     for column, value in (("kind", kind), ("item", item), ("order_no", order)):
         if value:
@@ -50,7 +51,7 @@ def newest_transactions(
             params.append(value)
     sql = "SELECT * FROM journal" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY seq DESC" + (f" LIMIT {int(limit)}" if limit else "")
-    return list(reversed(list(rows(conn, sql, params))))
+    return [tx_payload(r) for r in reversed(list(rows(conn, sql, params)))]
 
 
 def reversed_kinds(conn: sqlite3.Connection) -> dict[str, str]:
