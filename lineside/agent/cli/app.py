@@ -7,10 +7,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+# Imported for what they register (@command): the table lists their commands in this order.
+import lineside.agent.cli.agent
+import lineside.agent.cli.books
+import lineside.agent.cli.postings  # noqa: F401
 from lineside import __version__
-
-# Imported for what they register: the table lists their commands in this order.
-from lineside.agent.cli import agent, books, postings  # noqa: F401
 from lineside.agent.cli.shared import UsageError
 from lineside.agent.cli.table import COMMANDS, add_arguments, command
 from lineside.agent.config import ConfigInvalid
