@@ -26,6 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from lineside.agent import reports
+from lineside.agent.alerts import alert_fields
 from lineside.agent.broker import LocalBroker, free_port
 from lineside.agent.config import LoadedConfig, load_text
 from lineside.agent.demo import data_text
@@ -86,7 +87,7 @@ class CentralSubscriber:
                     f" {tx['uom']}" + (f" lot {tx['lot']}" if tx["lot"] else "")
                 )
         elif event.type == "alert" and isinstance(event.data, dict):
-            rest = " ".join(f"{k}={v}" for k, v in event.data.items() if k not in ("kind", "ts"))
+            rest = alert_fields(event.data, omit=("kind", "ts"))
             self.alerts.append(f"{event.data.get('kind')}: {rest}")
         elif event.type == "status" and isinstance(event.data, dict):
             self.online = bool(event.data.get("online"))

@@ -80,7 +80,7 @@ class Agent(LedgerWriter):
         loaded: LoadedConfig,
         *,
         clock: Clock = utc_now,
-        driver_factory: DriverFactory = build_drivers,  # type: ignore[assignment]
+        driver_factory: DriverFactory = build_drivers,
     ) -> None:
         self.loaded = loaded
         self.clock = clock
