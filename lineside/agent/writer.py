@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from lineside.agent.alerts import alert_fields
 from lineside.agent.commands import Command, Notice, Result, is_reading
 from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Ledger, ledger_failure
@@ -107,7 +108,7 @@ class LedgerWriter:
                     self.metrics.units.labels(tx["work_center"]).inc(float(tx["qty"]))
             for alert in result.alerts:
                 self.metrics.alerts.labels(alert["kind"]).inc()
-                log.warning("alert %s", " ".join(f"{k}={v}" for k, v in alert.items() if k != "ts"))
+                log.warning("alert %s", alert_fields(alert, omit=("ts",)))
 
     def _log_outcome(self, command: Command, result: Result) -> None:
         """A refusal is a warning; a point's readings refused again (every poll, while a

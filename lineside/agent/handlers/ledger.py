@@ -10,6 +10,7 @@ import threading
 from enum import Enum
 from typing import Any
 
+from lineside.agent.alerts import alert_fields
 from lineside.agent.commands import (
     Command,
     Notice,
@@ -209,7 +210,7 @@ class Ledger:
             self._last_value[command.point] = str(command.value)
             self.context.seen_at[command.point] = command.ts
         for alert in result.alerts:
-            log.debug("alert %s", " ".join(f"{k}={v}" for k, v in alert.items()))
+            log.debug("alert %s", alert_fields(alert))
 
     def _unchanged_reading(self, command: Command) -> bool:
         """Idle counters cost no SQLite write at all (SD cards wear out)."""

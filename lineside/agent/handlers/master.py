@@ -14,6 +14,7 @@ from lineside.agent.handlers.context import Context, checked
 from lineside.agent.handlers.held import retry_held
 from lineside.agent.inputs import check_code, decimal_text
 from lineside.agent.ledger.work import Work
+from lineside.validation import describe
 
 
 def put_item(ctx: Context, uow: Work, cmd: PutItem) -> None:
@@ -81,9 +82,6 @@ def _check_stock_allows(ctx: Context, uow: Work, code: str, cfg: ItemConfig) -> 
 def _pydantic_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(payload)"
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key"
-        parts.append(f"{where}: {message}")
+        loc, message = describe(err, docs="docs/mqtt.md")
+        parts.append(f"{'.'.join(map(str, loc)) or '(payload)'}: {message}")
     return "; ".join(parts)
