@@ -1,4 +1,4 @@
-"""Commands: what someone or something asks the ledger to do. One handler each (handlers.py).
+"""Commands: what someone or something asks the ledger to do. One handler each (handlers/).
 
 Every command carries an idempotency key: applying the same key twice changes nothing
 and returns the first result again.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +43,11 @@ class MeterReading(Command):
 
     point: str
     value: Decimal
+
+
+def is_reading(command: Command) -> TypeGuard[CounterReading | MeterReading]:
+    """A counter's or meter's value: state, not a request (its key is its point)."""
+    return isinstance(command, CounterReading | MeterReading)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +126,7 @@ class Result:
     ok: bool
     error: str | None = None
     refused: bool = False
+    internal: bool = False  # a bug's, not the command's answer: never remembered, may be retried
     transactions: tuple[dict[str, Any], ...] = ()
     alerts: tuple[dict[str, Any], ...] = ()
     duplicate: bool = False

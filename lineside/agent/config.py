@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -19,15 +19,17 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
 )
 
-from lineside.agent.inputs import BadInput, check_code, check_quantity
-from lineside.agent.sparkplug.checks import sparkplug_problems
+from lineside.agent.config_checks import ENTRY_SECTIONS, check_references
+from lineside.agent.inputs import check_quantity
 from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
-from lineside.drivers.dosing import AsciiMeterConfig
-from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig, rtu_port_conflicts
-from lineside.drivers.scanner import SerialScannerConfig
+from lineside.drivers import registry
+from lineside.drivers.base import DriverModel
+from lineside.validation import UNKNOWN, describe
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 # What a counter or meter can make a second at most, unless configured: a drop that would
@@ -198,10 +200,16 @@ class LogConfig(Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-DeviceConfig = Annotated[
-    ModbusTcpConfig | ModbusRtuConfig | SerialScannerConfig | AsciiMeterConfig,
-    Field(discriminator="driver"),
-]
+def _registered(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # An entry is validated against the registry's union as it is when the file is
+    # loaded (_entry_type), so that a driver registered later (a test's) is accepted.
+    return value if isinstance(value, DriverModel) else handler(value)
+
+
+if TYPE_CHECKING:
+    DeviceConfig = DriverModel
+else:
+    DeviceConfig = Annotated[registry.device_union(), WrapValidator(_registered)]
 
 
 class SparkplugConfig(Model):
@@ -347,9 +355,6 @@ def load_text(text: str, file: Path) -> LoadedConfig:
     )
 
 
-_ENTRY_SECTIONS = ("items", "boms", "work_centers", "meters", "devices")
-
-
 def _validate_sections(
     name: str, source: Source, data: dict[str, Any], errors: list[ConfigError]
 ) -> tuple[LinesideConfig, dict[str, set[str]]]:
@@ -358,7 +363,7 @@ def _validate_sections(
     Returns a config of the valid parts and the names of entries that failed, which
     the cross-reference check treats as known (their own errors are already reported).
     """
-    invalid: dict[str, set[str]] = {section: set() for section in _ENTRY_SECTIONS}
+    invalid: dict[str, set[str]] = {section: set() for section in ENTRY_SECTIONS}
     checked: dict[str, Any] = {}
     for key in data:
         if key not in LinesideConfig.model_fields:
@@ -394,14 +399,14 @@ def _validate_sections(
 
 
 def _entry_type(field: str) -> Any:
-    if field not in _ENTRY_SECTIONS:
+    if field not in ENTRY_SECTIONS:
         return None
     return {
         "items": ItemConfig,
         "boms": BomConfig,
         "work_centers": WorkCenterConfig,
         "meters": MeterConfig,
-        "devices": DeviceConfig,
+        "devices": registry.device_union(),
     }[field]
 
 
@@ -410,7 +415,7 @@ _PATTERN_HELP = {
     NAME: "use letters, digits, '.', '-' and '_' only, starting with a letter or digit",
     HOST_PORT: "write it as HOST:PORT, e.g. 127.0.0.1:9750",
 }
-_UNKNOWN = "unknown key (check the spelling; see docs/configuration.md)"
+_UNKNOWN = UNKNOWN.format(docs="docs/configuration.md")
 
 
 def _stringify_keys(value: Any) -> Any:
@@ -426,217 +431,6 @@ def from_pydantic(
 ) -> ConfigError:
     """One pydantic error as file:line, key path and a message for a person; docs is where
     an unknown key's spelling can be checked."""
-    loc: KeyPath = prefix + tuple(p for p in err["loc"] if not _is_union_tag(p))
-    message = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        message = _UNKNOWN.replace("docs/configuration.md", docs)
-    elif err["type"] == "missing":
-        message = "required key is missing"
-    elif err["type"] == "union_tag_invalid":
-        message = (
-            f"unknown driver {err['input'].get('driver')!r}; expected one of "
-            "modbus_tcp, modbus_rtu, serial_scanner, ascii_meter"
-        )
-        loc = (*loc, "driver")
-    elif err["type"] == "union_tag_not_found":
-        message = "a device needs 'driver': modbus_tcp, modbus_rtu, serial_scanner or ascii_meter"
-    elif err["type"] == "string_pattern_mismatch":
-        message = _PATTERN_HELP.get(str(err.get("ctx", {}).get("pattern")), message)
-    elif message.startswith("Value error, "):
-        message = message.removeprefix("Value error, ")
+    where, message = describe(err, tags=registry.driver_names(), docs=docs, patterns=_PATTERN_HELP)
+    loc = prefix + where
     return ConfigError(name, source.line_of(loc), format_path(loc), message)
-
-
-def _is_union_tag(part: Any) -> bool:
-    return part in ("modbus_tcp", "modbus_rtu", "serial_scanner", "ascii_meter")
-
-
-def check_references(
-    config: LinesideConfig, invalid: Mapping[str, set[str]] | None = None
-) -> tuple[list[tuple[KeyPath, str]], list[str]]:
-    """Cross-references no single field can check: items, cycles, device points, stages.
-
-    invalid names, per section, the entries that failed their own validation: references
-    to them are not reported again.
-    """
-    invalid = (
-        {section: set(invalid.get(section, ())) for section in _ENTRY_SECTIONS}
-        if invalid
-        else {section: set() for section in _ENTRY_SECTIONS}
-    )
-    problems: list[tuple[KeyPath, str]] = []
-    warnings: list[str] = []
-    items = _Known(config.items, invalid["items"])
-    for code in config.items:
-        try:
-            check_code(code, "item code")
-        except BadInput as exc:
-            problems.append((("items", code), str(exc).removeprefix("item code: ")))
-    for parent, bom in config.boms.items():
-        if parent not in items:
-            problems.append((("boms", parent), f"BOM for unknown item {parent!r}"))
-        for index, comp in enumerate(bom.components):
-            where: KeyPath = ("boms", parent, "components", index, "item")
-            if comp.item not in items:
-                problems.append((where, f"unknown item {comp.item!r}"))
-            elif comp.item == parent:
-                problems.append((where, f"{parent!r} cannot consume itself"))
-            elif _is_phantom(config, comp.item) and comp.item not in config.boms:
-                problems.append((where, f"phantom item {comp.item!r} has no BOM to explode"))
-    for start, cycle in _phantom_cycles(config):
-        if len(cycle) > 2 or cycle[0] != cycle[-1] or _is_phantom(config, start):
-            problems.append((("boms", start), f"phantom cycle: {' -> '.join(cycle)}"))
-    if not invalid["work_centers"]:  # an invalid work center's stages are unknown
-        problems += _stage_problems(config)
-    problems += _gtin_problems(config)
-    problems += _rtu_problems(config)
-    problems += _signed_counter_problems(config)
-    problems += sparkplug_problems(config, items)
-    bad_devices = invalid["devices"]
-    points = {
-        f"{dev}.{point}": dev for dev, cfg in config.devices.items() for point in cfg.point_names()
-    }
-    used: dict[str, KeyPath] = {}
-
-    def point_ref(ref: str | None, where: KeyPath) -> None:
-        if ref is None:
-            return
-        if ref not in points and ref.split(".")[0] in bad_devices:
-            return
-        if ref not in points:
-            problems.append((where, f"no device point {ref!r} (write it as device.point)"))
-        elif ref in used:
-            problems.append((where, f"point {ref!r} is already used by {format_path(used[ref])}"))
-        else:
-            used[ref] = where
-
-    for name, wc in config.work_centers.items():
-        base: KeyPath = ("work_centers", name)
-        if wc.item is not None and wc.item not in items:
-            problems.append(((*base, "item"), f"unknown item {wc.item!r}"))
-        elif wc.item is not None and wc.item not in config.boms:
-            warnings.append(f"work_centers.{name}.item: {wc.item} has no BOM; completions are held")
-        point_ref(wc.counters.good, (*base, "counters", "good"))
-        point_ref(wc.counters.scrap, (*base, "counters", "scrap"))
-        for stage, ref in wc.stages.items():
-            point_ref(ref, (*base, "stages", stage))
-    for name, meter in config.meters.items():
-        base = ("meters", name)
-        point_ref(meter.point, (*base, "point"))
-        if meter.item not in items:
-            problems.append(((*base, "item"), f"unknown item {meter.item!r}"))
-        if meter.work_center not in set(config.work_centers) | invalid["work_centers"]:
-            problems.append(((*base, "work_center"), f"unknown work center {meter.work_center!r}"))
-    for name, dev in config.devices.items():
-        wc_ref = getattr(dev, "work_center", None)
-        if wc_ref is not None and wc_ref not in set(config.work_centers) | invalid["work_centers"]:
-            problems.append((("devices", name, "work_center"), f"unknown work center {wc_ref!r}"))
-    return problems, warnings
-
-
-def _stage_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
-    """A BOM line's stage must be a stage some work center counts, or it is never flushed."""
-    stages = {stage for wc in config.work_centers.values() for stage in wc.stages}
-    out: list[tuple[KeyPath, str]] = []
-    for parent, bom in config.boms.items():
-        for index, comp in enumerate(bom.components):
-            if comp.stage is not None and comp.stage not in stages:
-                known = ", ".join(sorted(stages)) or "none: add stages: to a work center"
-                out.append(
-                    (
-                        ("boms", parent, "components", index, "stage"),
-                        f"no work center counts stage {comp.stage!r} (known: {known});"
-                        " this component would never be flushed",
-                    )
-                )
-    return out
-
-
-def _gtin_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
-    owner: dict[str, str] = {}
-    out: list[tuple[KeyPath, str]] = []
-    for code, item in config.items.items():
-        if item.gtin is None:
-            continue
-        if item.gtin in owner:
-            out.append(
-                (
-                    ("items", code, "gtin"),
-                    f"GTIN {item.gtin} is also item {owner[item.gtin]}'s: a scan must mean"
-                    " one item",
-                )
-            )
-        owner.setdefault(item.gtin, code)
-    return out
-
-
-def _signed_counter_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
-    """A counter or a meter's total only counts up (and wraps): a signed type would read the
-    upper half of its range as negative numbers, so it is refused rather than guessed at."""
-    refs: list[tuple[KeyPath, str]] = []
-    for name, wc in config.work_centers.items():
-        for role, ref in (("good", wc.counters.good), ("scrap", wc.counters.scrap)):
-            if ref is not None:
-                refs.append((("work_centers", name, "counters", role), ref))
-        refs += [(("work_centers", name, "stages", s), ref) for s, ref in wc.stages.items()]
-    refs += [(("meters", name, "point"), m.point) for name, m in config.meters.items()]
-    out: list[tuple[KeyPath, str]] = []
-    for where, ref in refs:
-        device, _, point = ref.partition(".")
-        spec = getattr(config.devices.get(device), "points", {}).get(point)
-        kind = getattr(spec, "type", "")
-        if kind in ("int16", "int32"):
-            out.append(
-                (
-                    where,
-                    f"point {ref} is {kind}, a signed type: counters and meter totals count"
-                    f" up and wrap, so read the same register as u{kind} (a signed one reads"
-                    " the upper half of its range as negative numbers)",
-                )
-            )
-    return out
-
-
-def _rtu_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]]:
-    rtu = {n: d for n, d in config.devices.items() if isinstance(d, ModbusRtuConfig)}
-    return [(("devices", c.device, c.key), c.message) for c in rtu_port_conflicts(rtu)]
-
-
-def _is_phantom(config: LinesideConfig, code: str) -> bool:
-    item = config.items.get(code)
-    return item is not None and item.phantom
-
-
-class _Known(dict[str, ItemConfig]):
-    """Valid items, where names of invalid entries also count as known (never phantom)."""
-
-    def __init__(self, items: dict[str, ItemConfig], invalid: set[str]) -> None:
-        super().__init__(items)
-        self._invalid = invalid
-
-    def __contains__(self, key: object) -> bool:
-        return super().__contains__(key) or key in self._invalid
-
-
-def _phantom_cycles(config: LinesideConfig) -> list[tuple[str, list[str]]]:
-    """Cycles through BOMs (phantom or not): exploding them would never end."""
-    found: list[tuple[str, list[str]]] = []
-    reported: set[frozenset[str]] = set()
-
-    def visit(item: str, path: list[str]) -> None:
-        bom = config.boms.get(item)
-        if bom is None:
-            return
-        for comp in bom.components:
-            if comp.item in path:
-                cycle = [*path[path.index(comp.item) :], comp.item]
-                key = frozenset(cycle)
-                if key not in reported:
-                    reported.add(key)
-                    found.append((cycle[0], cycle))
-            elif _is_phantom(config, comp.item):
-                visit(comp.item, [*path, comp.item])
-
-    for parent in config.boms:
-        visit(parent, [parent])
-    return found

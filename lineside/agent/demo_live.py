@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,8 +26,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 from lineside.agent import reports
+from lineside.agent.alerts import alert_fields
 from lineside.agent.broker import LocalBroker, free_port
 from lineside.agent.config import LoadedConfig, load_text
+from lineside.agent.ledger.queries import consumed
 from lineside.agent.runtime import Agent
 from lineside.agent.sync.payloads import Topics
 from lineside.agent.sync.tail import TailChecker
@@ -86,7 +87,7 @@ class CentralSubscriber:
                     f" {tx['uom']}" + (f" lot {tx['lot']}" if tx["lot"] else "")
                 )
         elif event.type == "alert" and isinstance(event.data, dict):
-            rest = " ".join(f"{k}={v}" for k, v in event.data.items() if k not in ("kind", "ts"))
+            rest = alert_fields(event.data, omit=("kind", "ts"))
             self.alerts.append(f"{event.data.get('kind')}: {rest}")
         elif event.type == "status" and isinstance(event.data, dict):
             self.online = bool(event.data.get("online"))
@@ -122,11 +123,7 @@ def _view(agent: Agent, central: CentralSubscriber, broker: LocalBroker, started
         for name, s in sorted(agent.devices.items())
     ]
     stock = [(r["item"], r["lot"], r["qty"], r["uom"]) for r in reports.stock(conn, master)]
-    used: dict[str, Decimal] = {}
-    for r in conn.execute(
-        "SELECT item, qty FROM journal WHERE kind IN ('backflush', 'scrap', 'measured')"
-    ):
-        used[r[0]] = used.get(r[0], Decimal(0)) - Decimal(r[1])
+    used = consumed(conn)
     consumption = [
         (item, str(qty), master.items[item].uom if item in master.items else "")
         for item, qty in sorted(used.items())

@@ -14,9 +14,9 @@ from lineside.agent.scans import (
     UNIT_OF_AI,
     LotReceipt,
     OrderStart,
+    Unusable,
     interpret_scan,
 )
-from lineside.agent.scans import Rejected as ScanRejected
 from lineside.drivers.base import Reading, Scan
 
 
@@ -38,8 +38,8 @@ class Ignored:
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
-    """An event refused for a person to see: logged and alerted."""
+class ScanRejected:
+    """A scan that becomes no command, and why: logged and alerted (scan_rejected)."""
 
     kind: str
     reason: str
@@ -65,14 +65,14 @@ def scan_command(
     gtin_to_item: Mapping[str, str],
     uoms: Mapping[str, str],
     seq: int,
-) -> Command | Refusal:
+) -> Command | ScanRejected:
     """A GS1 lot label stages a receipt; an order code starts the order at the work center.
 
     seq numbers the scans of this process, so that two identical labels read at the same
     instant (a batch scanner emptying its memory) are two receipts, not one.
     """
     if place is None:
-        return Refusal("scan_rejected", "scanner has no work center", scan.device, scan.data)
+        return ScanRejected("scan_rejected", "scanner has no work center", scan.device, scan.data)
     meaning = interpret_scan(scan.data, gtin_to_item=gtin_to_item, order_prefix=place.order_prefix)
     key = f"scan:{scan.device}:{scan.ts.isoformat()}:{seq}"
     if isinstance(meaning, LotReceipt):
@@ -83,14 +83,14 @@ def scan_command(
                 f"label gives the quantity in {unit} ({meaning.qty_ai}) but {meaning.item}"
                 f" is stocked in {uom!r}"
             )
-            return Refusal("scan_rejected", reason, scan.device, scan.data)
+            return ScanRejected("scan_rejected", reason, scan.device, scan.data)
         if meaning.qty_ai in COUNT_AIS and uom in MEASURE_UOMS:
             reason = (
                 f"label gives a count of units ({meaning.qty_ai}) but {meaning.item} is"
                 f" stocked in {uom!r}: scan a net quantity label ((310n) kg, (315n) l) or"
                 " receive it by hand"
             )
-            return Refusal("scan_rejected", reason, scan.device, scan.data)
+            return ScanRejected("scan_rejected", reason, scan.device, scan.data)
         return Receive(
             key=key,
             ts=scan.ts,
@@ -102,18 +102,20 @@ def scan_command(
         )
     if isinstance(meaning, OrderStart):
         return _order_start(key, scan, place, meaning)
-    assert isinstance(meaning, ScanRejected)
-    return Refusal("scan_rejected", meaning.reason, scan.device, scan.data)
+    assert isinstance(meaning, Unusable)
+    return ScanRejected("scan_rejected", meaning.reason, scan.device, scan.data)
 
 
-def _order_start(key: str, scan: Scan, place: ScanPlace, meaning: OrderStart) -> Command | Refusal:
+def _order_start(
+    key: str, scan: Scan, place: ScanPlace, meaning: OrderStart
+) -> Command | ScanRejected:
     """A scanned order number carries no item: the order makes the work center's item."""
     if place.item is None:
         reason = (
             f"order {meaning.order} scanned, but work center {place.work_center} has no"
             " default item: start it with `lineside order start` or order.start"
         )
-        return Refusal("scan_rejected", reason, scan.device, scan.data)
+        return ScanRejected("scan_rejected", reason, scan.device, scan.data)
     return StartOrder(
         key=key,
         ts=scan.ts,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,8 +10,8 @@ from lineside.agent.config import (
     ItemConfig,
     LinesideConfig,
     WorkCenterConfig,
-    check_references,
 )
+from lineside.agent.config_checks import bom_cycles, check_references
 from lineside.agent.domain.model import Bom, Component, Item, MasterData, WorkCenter
 from lineside.agent.yamlsource import format_path
 
@@ -97,28 +95,7 @@ def _with_overlays(config: LinesideConfig, overlays: Mapping[str, Any]) -> Lines
     return config.model_copy(update={"items": items, "boms": boms})
 
 
-def read_overlays(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    return {
-        "items": {k: json.loads(v) for k, v in conn.execute("SELECT code, data FROM master_items")},
-        "boms": {k: json.loads(v) for k, v in conn.execute("SELECT item, data FROM master_boms")},
-    }
-
-
 def phantom_cycle(master: MasterData, start: str) -> list[str] | None:
     """A cycle reachable from start through phantom items, or None."""
-
-    def visit(code: str, path: list[str]) -> list[str] | None:
-        bom = master.boms.get(code)
-        if bom is None:
-            return None
-        for comp in bom.components:
-            if comp.item in path:
-                return [*path, comp.item]
-            item = master.items.get(comp.item)
-            if item is not None and item.phantom:
-                found = visit(comp.item, [*path, comp.item])
-                if found:
-                    return found
-        return None
-
-    return visit(start, [start])
+    phantom = {code for code, item in master.items.items() if item.phantom}
+    return next(bom_cycles(master.boms, phantom.__contains__, start), None)

@@ -37,6 +37,11 @@ class Metrics(Registry):
         self.read_failures = self.counter(
             "lineside_read_failures", "Failed reads (no value)", labels=("device",)
         )
+        self.dropped_readings = self.counter(
+            "lineside_readings_dropped",
+            "Readings dropped: the events queue was full (the next carries the counter on)",
+            labels=("device",),
+        )
         self.scans = self.counter("lineside_scans", "Barcodes read", labels=("device", "result"))
         self.deltas = self.counter(
             "lineside_counter_deltas", "Counter and meter changes that posted", labels=("point",)

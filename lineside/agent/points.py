@@ -36,18 +36,11 @@ class PointMap:
 
 
 def _modulus(config: LinesideConfig, ref: str) -> int | Decimal | None:
-    """Where an integer point's value wraps, in the units it reads (2^width x scale);
-    None for a float, which does not wrap, or a point no Modbus device has."""
+    """Where a point's value wraps, in the units it reads, as its device says (Modbus:
+    2^width x scale); None for a point that does not wrap, or that no device has."""
     device, _, point = ref.partition(".")
-    points = getattr(config.devices.get(device), "points", None)
-    if not isinstance(points, dict) or point not in points:
-        return None
-    spec = points[point]
-    if not spec.type.startswith(("uint", "int")):
-        return None
-    modulus: int = 2 ** int(spec.counter_width())
-    scale = Decimal(spec.scale)
-    return modulus if scale == 1 else Decimal(modulus) * scale
+    cfg = config.devices.get(device)
+    return None if cfg is None else cfg.counter_modulus(point)
 
 
 def point_map(config: LinesideConfig) -> PointMap:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from lineside.agent.domain.model import MasterData
-from lineside.agent.ledger.store import rows, tx_payload
+from lineside.agent.ledger import queries
 
 TOLERANCE_PCT = {"A": Decimal(1), "B": Decimal(3), "C": Decimal(5)}
 CONSUMING = ("backflush", "scrap", "measured")
@@ -29,23 +30,15 @@ def stock(
     conn: sqlite3.Connection, master: MasterData, item: str | None = None, *, empty: bool = False
 ) -> list[dict[str, Any]]:
     """Balances per item, location and lot; exhausted lots (0) only when empty is True."""
-    sql = "SELECT item, location, lot, qty FROM stock"
-    params: tuple[str, ...] = ()
-    if item:
-        sql += " WHERE item = ?"
-        params = (item,)
     out = []
     removed: dict[str, str] = {}  # items no longer in the master data: the journal's unit
-    for r in rows(conn, sql + " ORDER BY item, location, fifo, lot", params):
+    for r in queries.stock(conn, item):
         code = r["item"]
         if code in master.items:
             uom = master.items[code].uom
         else:
             if code not in removed:
-                last = conn.execute(
-                    "SELECT uom FROM journal WHERE item = ? ORDER BY seq DESC LIMIT 1", (code,)
-                ).fetchone()
-                removed[code] = str(last[0]) if last else "?"
+                removed[code] = queries.last_uom(conn, code) or "?"
             uom = removed[code]
         if not empty and Decimal(r["qty"]) == 0:
             continue
@@ -61,24 +54,6 @@ def stock(
     return out
 
 
-def transactions(
-    conn: sqlite3.Connection,
-    *,
-    limit: int | None = None,
-    kind: str | None = None,
-    item: str | None = None,
-    order: str | None = None,
-) -> list[dict[str, Any]]:
-    where, params = [], []
-    for column, value in (("kind", kind), ("item", item), ("order_no", order)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
-    sql = "SELECT * FROM journal" + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY seq DESC" + (f" LIMIT {int(limit)}" if limit else "")
-    return [tx_payload(r) for r in reversed(list(rows(conn, sql, params)))]
-
-
 @dataclass
 class _Bucket:
     order: str | None
@@ -92,31 +67,15 @@ class _Bucket:
     conversion: Decimal = Decimal(0)
 
 
-def _effective_kind(conn: sqlite3.Connection) -> dict[str, str]:
-    """A reversal counts as the negative of the kind it reverses."""
-    return {
-        r["id"]: r["kind"]
-        for r in rows(
-            conn,
-            "SELECT id, kind FROM journal WHERE id IN "
-            "(SELECT reverses FROM journal WHERE reverses IS NOT NULL)",
-        )
-    }
-
-
 def journal_entries(conn: sqlite3.Connection, master: MasterData) -> list[dict[str, Any]]:
     """Backflush costing: one entry per order (or work center's default item) at the
     completion trigger. Dr Finished Goods at standard (materials + conversion), Cr Materials
     and In-Process at what was posted, Cr Conversion Costs Allocated, and the lines that
     balance measured consumption and scrap against standard.
     """
-    reversed_kind = _effective_kind(conn)
+    reversed_kind = queries.reversed_kinds(conn)
     buckets: dict[tuple[str | None, str | None], _Bucket] = {}
-    sql = (
-        "SELECT kind, item, qty, cost, order_no, work_center, reverses FROM journal"
-        " WHERE work_center IS NOT NULL ORDER BY seq"
-    )
-    for r in rows(conn, sql):
+    for r in queries.work_center_postings(conn):
         key = (r["order_no"], None if r["order_no"] else r["work_center"])
         b = buckets.setdefault(key, _Bucket(r["order_no"], r["work_center"]))
         kind = reversed_kind.get(r["reverses"], r["kind"]) if r["reverses"] else r["kind"]
@@ -132,7 +91,7 @@ def journal_entries(conn: sqlite3.Connection, master: MasterData) -> list[dict[s
             b.scrap -= cost
         elif kind == "measured":
             b.measured_actual -= cost
-    for s in rows(conn, "SELECT order_no, work_center, item, exact FROM standards"):
+    for s in queries.standards(conn):
         key = (s["order_no"], None if s["order_no"] else s["work_center"])
         b = buckets.setdefault(key, _Bucket(s["order_no"], s["work_center"]))
         unit_cost = master.items[s["item"]].cost if s["item"] in master.items else Decimal(0)
@@ -180,18 +139,14 @@ def _entry(b: _Bucket) -> dict[str, Any]:
 def variance(conn: sqlite3.Connection, master: MasterData) -> list[dict[str, Any]]:
     """Measured consumption against the BOM's standard, per order (or work center) and item."""
     actual: dict[tuple[str | None, str | None, str], Decimal] = defaultdict(Decimal)
-    reversed_kind = _effective_kind(conn)
-    for r in rows(
-        conn,
-        "SELECT order_no, work_center, item, qty, reverses, kind FROM journal"
-        " WHERE kind IN ('measured', 'reversal')",
-    ):
+    reversed_kind = queries.reversed_kinds(conn)
+    for r in queries.measured(conn):
         if r["kind"] == "reversal" and reversed_kind.get(r["reverses"]) != "measured":
             continue
         key = (r["order_no"], None if r["order_no"] else r["work_center"], r["item"])
         actual[key] -= Decimal(r["qty"])
     standard: dict[tuple[str | None, str | None, str], Decimal] = defaultdict(Decimal)
-    for s in rows(conn, "SELECT order_no, work_center, item, exact FROM standards"):
+    for s in queries.standards(conn):
         standard[(s["order_no"], None if s["order_no"] else s["work_center"], s["item"])] += (
             Decimal(s["exact"])
         )
@@ -218,23 +173,17 @@ def variance(conn: sqlite3.Connection, master: MasterData) -> list[dict[str, Any
 
 
 def genealogy_of_order(conn: sqlite3.Connection, order: str) -> list[dict[str, Any]]:
-    return _genealogy(conn, "order_no = ? AND lot != ''", order, ("item", "lot"))
+    return _genealogy(queries.consumption_of_order(conn, order), ("item", "lot"))
 
 
 def genealogy_of_lot(conn: sqlite3.Connection, lot: str) -> list[dict[str, Any]]:
-    return _genealogy(conn, "lot = ? AND order_no IS NOT NULL", lot, ("order_no", "item"))
+    return _genealogy(queries.consumption_of_lot(conn, lot), ("order_no", "item"))
 
 
-def _genealogy(
-    conn: sqlite3.Connection, where: str, value: str, group: tuple[str, str]
-) -> list[dict[str, Any]]:
+def _genealogy(consumed: Iterable[sqlite3.Row], group: tuple[str, str]) -> list[dict[str, Any]]:
     totals: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
     extra: dict[tuple[str, ...], dict[str, Any]] = {}
-    sql = (
-        f"SELECT order_no, item, lot, qty, uom, kind, work_center FROM journal WHERE {where}"
-        " AND kind IN ('backflush', 'scrap', 'measured', 'reversal') ORDER BY seq"
-    )
-    for r in rows(conn, sql, (value,)):
+    for r in consumed:
         key = (r[group[0]], r[group[1]])
         totals[key] -= Decimal(r["qty"])
         extra[key] = {
@@ -250,12 +199,8 @@ def _genealogy(
 def abc_classes(conn: sqlite3.Connection) -> dict[str, str]:
     """A: items making the first 80% of consumption value, B the next 15%, C the rest."""
     value: dict[str, Decimal] = defaultdict(Decimal)
-    reversed_kind = _effective_kind(conn)
-    for r in rows(
-        conn,
-        "SELECT item, cost, kind, reverses FROM journal WHERE kind IN"
-        " ('backflush', 'scrap', 'measured', 'reversal')",
-    ):
+    reversed_kind = queries.reversed_kinds(conn)
+    for r in queries.consumption_costs(conn):
         kind = reversed_kind.get(r["reverses"]) if r["kind"] == "reversal" else r["kind"]
         if kind in CONSUMING:  # a reversal counts as the negative of what it reverses
             value[r["item"]] -= Decimal(r["cost"])
@@ -273,7 +218,7 @@ def counts(conn: sqlite3.Connection, master: MasterData, now: datetime) -> dict[
     """Count accuracy per item against its ABC tolerance, and what to count next."""
     classes = abc_classes(conn)
     per_item: dict[str, dict[str, Any]] = {}
-    for r in rows(conn, "SELECT * FROM counts ORDER BY id"):
+    for r in queries.cycle_counts(conn):
         cls = classes.get(r["item"], "C")
         rec = per_item.setdefault(
             r["item"],
@@ -311,7 +256,7 @@ def _suggestions(
 ) -> list[dict[str, Any]]:
     negative: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     stocked: set[tuple[str, str]] = set()
-    for r in rows(conn, "SELECT item, location, qty FROM stock"):
+    for r in queries.stock(conn):
         stocked.add((r["item"], r["location"]))
         negative[(r["item"], r["location"])] += Decimal(r["qty"])
     weight = {"A": 3, "B": 2, "C": 1}

@@ -14,47 +14,34 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lineside import __version__
 from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
-from lineside.agent.commands import Command, CounterReading, MeterReading, Notice, Result
+from lineside.agent.commands import Command
 from lineside.agent.config import LoadedConfig
-from lineside.agent.handlers import Ledger, ledger_failure
-from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
+from lineside.agent.handlers import Ledger
 from lineside.agent.ledger.outbox_status import ledger_bytes, sync_status
+from lineside.agent.ledger.queries import held_count
 from lineside.agent.liveness import Loop, dead
 from lineside.agent.liveness import problem as dead_thread
 from lineside.agent.metrics import Metrics
 from lineside.agent.sparkplug.checks import node_changed
 from lineside.agent.sparkplug.live import LiveState
 from lineside.agent.sync.service import Sync, SyncSetupError
+from lineside.agent.writer import DeviceState, LedgerWriter
 from lineside.clock import Clock, utc_now
-from lineside.drivers.base import Backoff, DeviceStatus, Driver, Event, PollTime, Reading, Scan
+from lineside.drivers.base import Backoff, DeviceStatus, Driver, Event, PollTime, Reading
 from lineside.drivers.registry import DeviceSet, build_drivers
 
 if TYPE_CHECKING:  # the node (and protobuf) is imported only when sparkplug: is on
     from lineside.agent.sparkplug.node import SparkplugNode
 
 log = logging.getLogger("lineside.agent")
-BATCH_MAX = 500
 QUEUE_MAX = 50_000
-RETRY_S = 5.0
 DriverFactory = Callable[[dict[str, Any], Clock], DeviceSet]
-
-
-@dataclass
-class DeviceState:
-    up: bool | None = None
-    since: datetime | None = None
-    reason: str = ""
-    last_reading_ts: datetime | None = None
-    last_values: dict[str, str] = field(default_factory=dict)
-    restarts: int = 0
-    first_point: str | None = None
 
 
 RESTART_BACKOFF = Backoff(0.5, 30.0)  # a driver's loop that ended, started again
@@ -68,7 +55,6 @@ class Supervisor:
         self.emit = emit
         self.clock = clock
         self.stop = threading.Event()
-        self.restarts = 0
         self.thread = threading.Thread(target=self._loop, name=f"device-{driver.name}", daemon=True)
 
     def start(self) -> None:
@@ -86,10 +72,9 @@ class Supervisor:
                 )
             if self.stop.wait(next(delays)):
                 return
-            self.restarts += 1
 
 
-class Agent:
+class Agent(LedgerWriter):
     """The composition root of the daemon. Tests build it too, with their own clock."""
 
     def __init__(
@@ -97,7 +82,7 @@ class Agent:
         loaded: LoadedConfig,
         *,
         clock: Clock = utc_now,
-        driver_factory: DriverFactory = build_drivers,  # type: ignore[assignment]
+        driver_factory: DriverFactory = build_drivers,
     ) -> None:
         self.loaded = loaded
         self.clock = clock
@@ -116,13 +101,12 @@ class Agent:
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._pending: list[Command] = []
-        self._dropped_readings = 0
         self._refused_points: dict[str, str] = {}  # the first refusal of each point's readings
         self._broker_lost_at: float | None = None
         self._scan_seq = itertools.count(1)
 
     @property
-    def db_path(self) -> Path:
+    def db_path(self) -> Path:  # type: ignore[override]
         return self.loaded.data_dir / LEDGER_FILE
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -261,7 +245,7 @@ class Agent:
             try:
                 self.events.put_nowait(event)
             except queue.Full:
-                self._dropped_readings += 1
+                self.metrics.dropped_readings.labels(event.device).inc()
             return
         self.events.put(event)
 
@@ -272,169 +256,6 @@ class Agent:
             return True
         ref = f"{reading.device}.{reading.point}"
         return ref in ledger.points.counters or ref in ledger.points.meters
-
-    # -- the ledger writer --------------------------------------------------------------
-    def _write_loop(self) -> None:
-        while not self._stop.is_set() or not self.events.empty():
-            self.writer_heartbeat = time.monotonic()
-            batch = self._take_batch()
-            commands = self._pending + [c for e in batch if (c := self._command_for(e))]
-            self._pending = []
-            if commands:
-                self._write(commands)
-
-    def _take_batch(self) -> list[Event]:
-        try:
-            first = self.events.get(timeout=0.5)
-        except queue.Empty:
-            return []
-        batch = [first]
-        while len(batch) < BATCH_MAX:
-            try:
-                batch.append(self.events.get_nowait())
-            except queue.Empty:
-                break
-        return batch
-
-    def _write(self, commands: list[Command]) -> None:
-        assert self.ledger is not None
-        try:
-            results = self.ledger.execute_batch(commands)
-        except Exception as exc:
-            if isinstance(exc, sqlite3.Error) and ledger_failure(exc):
-                self._ledger_failed(exc, commands)
-                return
-            # a bug outside any handler must not end the writer: one command at a time
-            log.exception(
-                "internal error in a batch of %d commands; retrying one by one", len(commands)
-            )
-            results = [self._execute_alone(c) for c in commands]
-        if self.ledger_error is not None:
-            log.warning("ledger writable again: counting resumes from the PLC's counters")
-            self.ledger_error = None
-        self.metrics.write_batches.inc()
-        if self.sync is not None and any(r.transactions or r.alerts for r in results):
-            self.sync.rows_written()
-        for command, result in zip(commands, results, strict=True):
-            self._log_outcome(command, result)
-            if result.transactions and isinstance(command, CounterReading | MeterReading):
-                self.metrics.deltas.labels(command.point).inc()
-            for tx in result.transactions:
-                self.metrics.transactions.labels(tx["kind"]).inc()
-                if tx["kind"] == "completion" and tx["work_center"]:
-                    self.metrics.units.labels(tx["work_center"]).inc(float(tx["qty"]))
-            for alert in result.alerts:
-                self.metrics.alerts.labels(alert["kind"]).inc()
-                log.warning("alert %s", " ".join(f"{k}={v}" for k, v in alert.items() if k != "ts"))
-
-    def _log_outcome(self, command: Command, result: Result) -> None:
-        """A refusal is a warning; a point's readings refused again (every poll, while a
-        meter reads negative) are debug, until one of its readings is taken."""
-        point = command.point if isinstance(command, CounterReading | MeterReading) else None
-        if result.ok or result.duplicate:
-            if point is not None and self._refused_points.pop(point, None) is not None:
-                log.info("%s: readings taken again", point)
-            return
-        if point is not None and point in self._refused_points:
-            log.debug("refused %s again: %s", type(command).__name__, result.error)
-            return
-        if point is not None:
-            self._refused_points[point] = result.error or ""
-        log.warning("refused %s: %s", type(command).__name__, result.error)
-
-    def _execute_alone(self, command: Command) -> Result:
-        assert self.ledger is not None
-        try:
-            return self.ledger.execute(command)
-        except Exception as exc:
-            log.exception(
-                "INTERNAL ERROR: %s %s was not applied", type(command).__name__, command.key
-            )
-            return Result(ok=False, error=f"internal error: {exc}")
-
-    def _ledger_failed(self, exc: sqlite3.Error, commands: list[Command]) -> None:
-        """Disk full or I/O error: nothing was written, counters did not advance, so the
-        PLC keeps the count. Readings are dropped (the next carries it); the rest waits."""
-        self.metrics.write_errors.inc()
-        if self.ledger_error is None:
-            log.error(
-                "LEDGER NOT WRITABLE (%s): counters are not advancing; the PLCs keep "
-                "counting and nothing is lost. %s",
-                exc,
-                what_to_do(exc, self.db_path.parent),
-            )
-        self.ledger_error = str(exc)
-        self._pending = [c for c in commands if c.key and not _is_reading(c)][-10_000:]
-        self._stop.wait(RETRY_S)
-
-    def _command_for(self, event: Event) -> Command | None:
-        if isinstance(event, Reading):
-            return self._reading(event)
-        if isinstance(event, Scan):
-            return self._scan(event)
-        if isinstance(event, DeviceStatus):
-            return self._device_status(event)
-        return None
-
-    def _reading(self, reading: Reading) -> Command | None:
-        state = self.devices.setdefault(reading.device, DeviceState())
-        self.metrics.readings.labels(reading.device).inc()
-        if state.first_point is None:
-            state.first_point = reading.point
-        if reading.point == state.first_point:  # once per poll, not once per point
-            if state.last_reading_ts is not None:
-                gap = (reading.ts - state.last_reading_ts).total_seconds()
-                self.metrics.poll_interval.labels(reading.device).observe(max(gap, 0.0))
-            state.last_reading_ts = reading.ts
-        if not reading.ok:
-            self.metrics.read_failures.labels(reading.device).inc()
-        else:
-            state.last_values[reading.point] = str(reading.value)
-            if state.up is None:  # answering is being up, even before any status change
-                state.up, state.since = True, reading.ts
-                self.metrics.device_up.labels(reading.device).set(1)
-        assert self.ledger is not None
-        command = reading_command(reading, self.ledger.points)
-        return None if isinstance(command, Ignored) else command
-
-    def _scan(self, scan: Scan) -> Command:
-        assert self.ledger is not None
-        place = self._scan_place(scan.device)
-        master = self.ledger.master
-        uoms = {code: item.uom for code, item in master.items.items()}
-        command = scan_command(scan, place, master.item_by_gtin(), uoms, next(self._scan_seq))
-        if isinstance(command, Refusal):
-            self.metrics.scans.labels(scan.device, "rejected").inc()
-            log.warning("scan rejected at %s: %s (%r)", scan.device, command.reason, scan.data)
-            return Notice(
-                key="",
-                ts=scan.ts,
-                kind=command.kind,
-                fields={"device": scan.device, "reason": command.reason, "data": scan.data[:200]},
-            )
-        self.metrics.scans.labels(scan.device, "accepted").inc()
-        return command
-
-    def _scan_place(self, device: str) -> ScanPlace | None:
-        cfg = self.loaded.config
-        wc_code = getattr(cfg.devices.get(device), "work_center", None)
-        wc = cfg.work_centers.get(wc_code) if wc_code else None
-        if wc is None or wc_code is None:
-            return None
-        return ScanPlace(wc_code, wc.location, wc.item, wc.order_prefix)
-
-    def _device_status(self, status: DeviceStatus) -> Command | None:
-        state = self.devices.setdefault(status.device, DeviceState())
-        if state.up is (status.state == "up"):
-            return None
-        first = state.up is None
-        state.up, state.since, state.reason = status.state == "up", status.ts, status.reason
-        self.metrics.device_up.labels(status.device).set(1 if state.up else 0)
-        if first and state.up:
-            return None  # a device that simply answered at start-up is no news
-        kind = "device_up" if state.up else "device_down"
-        fields = {"device": status.device, "reason": status.reason}
-        return Notice(key="", ts=status.ts, kind=kind, fields=fields)
 
     # -- health --------------------------------------------------------------------------
     def loops(self) -> list[Loop]:
@@ -501,7 +322,7 @@ class Agent:
         assert self.ledger is not None
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5) as conn:
             status = sync_status(conn, self.clock())
-            held = conn.execute("SELECT COUNT(*) FROM held WHERE status = 'held'").fetchone()[0]
+            held = held_count(conn)
             size = ledger_bytes(conn)
         self.metrics.backlog.set(status.get("backlog", 0))
         self.metrics.oldest.set(status.get("oldest_unsent_age_s") or 0)
@@ -511,26 +332,3 @@ class Agent:
             self.metrics.published.set(self.sync.counters()["messages_published"])
             self.metrics.broker_up.set(1 if self.sync.connected else 0)
         return {**status, "held": held}
-
-
-def what_to_do(exc: sqlite3.Error, data_dir: Path) -> str:
-    """The advice for a ledger that cannot be written, by SQLite's primary error code."""
-    code = (exc.sqlite_errorcode or 0) & 0xFF
-    if code == sqlite3.SQLITE_FULL:
-        return f"Free disk space on {data_dir}."
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return (
-            "Another process holds the ledger's write lock (a lineside command, a backup):"
-            " let it finish."
-        )
-    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN):
-        return (
-            f"Check that {data_dir} is mounted read-write and belongs to the service user."
-        )
-    if code == sqlite3.SQLITE_IOERR:
-        return "An I/O error: the disk or SD card may be failing (see dmesg)."
-    return f"Check the disk and the ledger in {data_dir}."
-
-
-def _is_reading(command: Command) -> bool:
-    return isinstance(command, CounterReading | MeterReading)

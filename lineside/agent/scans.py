@@ -1,7 +1,7 @@
 """What a scanned barcode means at the line: a lot to receive, an order to start, or why not.
 
 Pure: no I/O, no clock, no ledger. ``interpret_scan`` never raises; anything it
-cannot use comes back as ``Rejected`` with a reason an operator can act on.
+cannot use comes back as ``Unusable`` with a reason an operator can act on.
 
 Rules, in order:
 
@@ -28,9 +28,9 @@ Rules, in order:
    - without a GTIN, (400) starts that order.
    - a bad check digit, an unknown GTIN, a missing or zero quantity, both a (30) and a
      (37) count (which one is meant?), a (10) lot longer than GS1's 20 characters, a
-     barcode biip cannot parse: ``Rejected``.
+     barcode biip cannot parse: ``Unusable``.
    - a symbology identifier that is not a GS1 one (``]C0`` plain Code 128, ``]A0`` Code
-     39): its data is not GS1 element strings, whatever it looks like; ``Rejected``
+     39): its data is not GS1 element strings, whatever it looks like; ``Unusable``
      (an EAN/UPC's GTIN is a product barcode, rejected as such).
 
 Without GS after a lot, the lot swallows the fields after it, exactly as biip
@@ -81,13 +81,13 @@ class OrderStart:
 
 
 @dataclass(frozen=True, slots=True)
-class Rejected:
+class Unusable:
     """Not usable; reason says why, in words for the operator and the log."""
 
     reason: str
 
 
-ScanMeaning = LotReceipt | OrderStart | Rejected
+ScanMeaning = LotReceipt | OrderStart | Unusable
 
 
 def interpret_scan(
@@ -97,19 +97,19 @@ def interpret_scan(
     try:
         return _interpret(data, gtin_to_item, order_prefix)
     except Exception as exc:  # biip or a bad input we did not foresee: still an answer
-        return Rejected(f"unparseable barcode: {type(exc).__name__}: {exc}")
+        return Unusable(f"unparseable barcode: {type(exc).__name__}: {exc}")
 
 
 def _interpret(data: str, gtin_to_item: Mapping[str, str], order_prefix: str | None) -> ScanMeaning:
     symbology, payload = split_symbology(data)
     if not payload:
-        return Rejected("empty scan")
+        return Unusable("empty scan")
     is_order = bool(order_prefix) and payload.startswith(order_prefix or "")
     gs1_symbol = is_gs1_symbology(symbology)
     if is_order and not gs1_symbol:
         return _order_from_prefix(payload, order_prefix or "")
     if symbology is None and payload.startswith("]"):
-        return Rejected(f"unparseable barcode {payload[:40]!r}: unknown symbology identifier")
+        return Unusable(f"unparseable barcode {payload[:40]!r}: unknown symbology identifier")
     # biip picks its parsers by the symbology: ]E0 is an EAN-13, ]C1 a GS1 message
     prefix = symbology.value if symbology is not None else ""
     import biip
@@ -118,7 +118,7 @@ def _interpret(data: str, gtin_to_item: Mapping[str, str], order_prefix: str | N
     if result.gs1_message is not None and symbology is not None and not gs1_symbol:
         if result.gtin is not None and symbology.gs1_symbology is not None:  # an EAN/UPC
             return _gtin_alone(result.gtin.value)
-        return Rejected(
+        return Unusable(
             f"{symbology.value} is a {symbology.iso_symbology.name.replace('_', ' ')} symbol"
             " without FNC1, not GS1 data (a GS1-128 label reads ]C1): the label is not a GS1"
             " lot label, or the scanner does not pass FNC1 on"
@@ -159,15 +159,15 @@ def split_symbology(data: str) -> tuple[SymbologyIdentifier | None, str]:
 
 def _order_from_prefix(code: str, prefix: str) -> ScanMeaning:
     if len(code) == len(prefix):
-        return Rejected(f"order code {code!r} has the prefix but no order number")
+        return Unusable(f"order code {code!r} has the prefix but no order number")
     return _order(code)
 
 
 def _order(order: str) -> ScanMeaning:
     if not order.isprintable():
-        return Rejected(f"order number {order!r} contains control characters")
+        return Unusable(f"order number {order!r} contains control characters")
     if len(order) > MAX_ORDER_LENGTH:
-        return Rejected(f"order number is longer than {MAX_ORDER_LENGTH} characters")
+        return Unusable(f"order number is longer than {MAX_ORDER_LENGTH} characters")
     return OrderStart(order)
 
 
@@ -175,18 +175,18 @@ def _not_gs1(result: Any, payload: str, order_prefix: str | None) -> ScanMeaning
     if result.gtin is not None:
         return _gtin_alone(result.gtin.value)
     if result.gtin_error and "check digit" in result.gtin_error:
-        return Rejected(f"bad check digit: {result.gtin_error}")
+        return Unusable(f"bad check digit: {result.gtin_error}")
     why = result.gs1_message_error or "not a GS1 element string"
     too_long = _overlong_lot(payload)
     if too_long is not None:
-        return Rejected(
+        return Unusable(
             f"lot longer than {MAX_LOT_LENGTH} characters: (10) runs for {too_long}"
             f" ({payload[:40]!r}): GS1 allows {MAX_LOT_LENGTH}; check the label, or whether"
             " the scanner sends GS after the lot"
         )
     if order_prefix:
         why += f"; and it does not start with the order prefix {order_prefix!r}"
-    return Rejected(f"unparseable barcode {payload[:40]!r}: {why}")
+    return Unusable(f"unparseable barcode {payload[:40]!r}: {why}")
 
 
 def _from_elements(result: Any, payload: str, gtin_to_item: Mapping[str, str]) -> ScanMeaning:
@@ -200,7 +200,7 @@ def _from_elements(result: Any, payload: str, gtin_to_item: Mapping[str, str]) -
     if result.gtin is not None:  # a bare EAN/UPC that also happens to read as GS1 AIs
         return _gtin_alone(result.gtin.value)
     found = ", ".join(f"({e.ai.ai})" for e in elements) or "nothing"
-    return Rejected(f"neither a lot label (01 GTIN) nor an order (400): found {found}")
+    return Unusable(f"neither a lot label (01 GTIN) nor an order (400): found {found}")
 
 
 def _overlong_lot(payload: str) -> int | None:
@@ -227,8 +227,8 @@ def _overlong_lot(payload: str) -> int | None:
     return None
 
 
-def _gtin_alone(gtin: str) -> Rejected:
-    return Rejected(
+def _gtin_alone(gtin: str) -> Unusable:
+    return Unusable(
         f"GTIN {gtin} alone has no lot or quantity: scan the GS1 label, not the product barcode"
     )
 
@@ -238,29 +238,29 @@ def _receipt(
 ) -> ScanMeaning:
     gtin: str = gtin_element.value
     if gtin_element.gtin_error:
-        return Rejected(f"bad check digit: {gtin_element.gtin_error}")
+        return Unusable(f"bad check digit: {gtin_element.gtin_error}")
     item = gtin_to_item.get(gtin)
     if item is None:
-        return Rejected(f"unknown GTIN {gtin}: no item is configured with it")
+        return Unusable(f"unknown GTIN {gtin}: no item is configured with it")
     lot_element = elements.get(ai="10")
     lot: str | None = lot_element.value if lot_element is not None else None
     quantity = _quantity(elements)
     if quantity is None:
-        return Rejected(_no_quantity(lot, payload))
-    if isinstance(quantity, Rejected):
+        return Unusable(_no_quantity(lot, payload))
+    if isinstance(quantity, Unusable):
         return quantity
     qty, qty_ai = quantity
     if qty <= 0:
-        return Rejected(f"quantity ({qty_ai}) is zero")
+        return Unusable(f"quantity ({qty_ai}) is zero")
     expiry_element = elements.get(ai="17")
     expiry: date | None = expiry_element.date if expiry_element is not None else None
     return LotReceipt(gtin=gtin, item=item, lot=lot, qty=qty, expiry=expiry, qty_ai=qty_ai)
 
 
-def _quantity(elements: Any) -> tuple[Decimal, str] | Rejected | None:
+def _quantity(elements: Any) -> tuple[Decimal, str] | Unusable | None:
     counts = [ai for ai in COUNT_AIS if elements.get(ai=ai) is not None]
     if len(counts) > 1:  # (30) variable count and (37) count of trade items: which one?
-        return Rejected(
+        return Unusable(
             "label has both (30) and (37) counts: ambiguous, which is the quantity?"
             " Receive it by hand"
         )

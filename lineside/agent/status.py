@@ -11,7 +11,7 @@ from typing import Any
 from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Ledger
 from lineside.agent.ledger.outbox_status import sync_status
-from lineside.agent.ledger.store import rows
+from lineside.agent.ledger.queries import active_orders, counter_values, waiting_held
 from lineside.agent.tables import render
 
 
@@ -35,10 +35,7 @@ def live_health(loaded: LoadedConfig, timeout_s: float = 1.5) -> dict[str, Any] 
 
 def gather(loaded: LoadedConfig, ledger: Ledger, now: datetime) -> dict[str, Any]:
     live = live_health(loaded)
-    counters = {
-        r["point"]: (r["value"], r["ts"])
-        for r in rows(ledger.conn, "SELECT point, value, ts FROM counters")
-    }
+    counters = counter_values(ledger.conn)
     devices = []
     for name in loaded.config.devices:
         state = (live or {}).get("devices", {}).get(name, {})
@@ -55,21 +52,8 @@ def gather(loaded: LoadedConfig, ledger: Ledger, now: datetime) -> dict[str, Any
                 },
             }
         )
-    orders = [
-        dict(r)
-        for r in rows(
-            ledger.conn,
-            "SELECT order_no, work_center, item, qty,"
-            " started_ts FROM orders WHERE status = 'active'",
-        )
-    ]
-    held = [
-        dict(r)
-        for r in rows(
-            ledger.conn,
-            "SELECT id, ts, work_center, reason FROM held WHERE status = 'held' ORDER BY id",
-        )
-    ]
+    orders = active_orders(ledger.conn)
+    held = waiting_held(ledger.conn)
     sync = sync_status(ledger.conn, now)
     return {
         "gateway": loaded.config.gateway.id,

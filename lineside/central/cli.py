@@ -7,15 +7,14 @@ Nothing here imports psycopg: `lineside` works without the `central` extra, and 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from typing import Any
 
 from lineside.central.config import load
+from lineside.cli_options import EXIT_BAD_INPUT, EXIT_OK, EXIT_OTHER, add_config
 
 HELP = "the reference consumer: many gateways' P/tx into PostgreSQL exactly once"
-EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def add_central(p: argparse.ArgumentParser) -> None:
@@ -26,12 +25,7 @@ def add_central(p: argparse.ArgumentParser) -> None:
         ("run", "subscribe, land P/tx in PostgreSQL, ask gateways to replay gaps"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
-        cmd.add_argument(
-            "-c",
-            "--config",
-            default=os.environ.get("LINESIDE_CENTRAL_CONFIG"),
-            help="central config file (default: $LINESIDE_CENTRAL_CONFIG)",
-        )
+        add_config(cmd, "LINESIDE_CENTRAL_CONFIG", "central config file")
 
 
 def run_central(args: argparse.Namespace) -> int:
@@ -53,9 +47,7 @@ def _run(loaded: Any) -> int:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        print(
-            "lineside central needs psycopg: pip install 'lineside[central]'", file=sys.stderr
-        )
+        print("lineside central needs psycopg: pip install 'lineside[central]'", file=sys.stderr)
         return EXIT_OTHER
     from lineside.agent.health import HealthServer
     from lineside.agent.logs import configure

@@ -15,9 +15,25 @@ MAX_STEPS = 64  # a longer run of failures waits max_s anyway: no float overflow
 
 
 class DriverModel(BaseModel):
-    """Base of every driver's config: unknown keys are errors, never ignored."""
+    """Base of every driver's config: unknown keys are errors, never ignored.
+
+    A device config also says what its points are to the agent: the names counters and
+    meters may refer to, and, for a point that counts, where it wraps and whether it
+    cannot count at all. The defaults fit a device without counting points.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def point_names(self) -> set[str]:
+        return set()
+
+    def counter_modulus(self, point: str) -> int | Decimal | None:
+        """Where a point read as a counter wraps, in the units it reads; None: it does not."""
+        return None
+
+    def counter_problem(self, point: str) -> str | None:
+        """Why a point cannot be a counter or a meter's total (after "point DEVICE.POINT")."""
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,40 +1,67 @@
-"""Drivers for a config's devices: the one place that knows every driver class."""
+"""The drivers lineside knows: one spec per driver folder, the one place that lists them.
+
+Adding a driver is adding its spec to SPECS (docs/architecture.md, "Adding a driver").
+Importing this module imports the drivers' config models only, never pymodbus or
+pyserial: the config imports it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated, Any, Union
+
+from pydantic import Field
 
 from lineside.clock import utc_now
-from lineside.drivers.base import Driver
-from lineside.drivers.dosing import AsciiMeterConfig, AsciiMeterDriver
-from lineside.drivers.modbus_driver import build_modbus_drivers
-from lineside.drivers.modbus_rtu import RtuBus
-from lineside.drivers.scanner import SerialScannerConfig, SerialScannerDriver
+from lineside.drivers import dosing, modbus, scanner
+from lineside.drivers.base import DriverModel
+from lineside.drivers.spec import DeviceProblem, DeviceSet, DriverSpec
+
+__all__ = ["SPECS", "DeviceSet", "build_drivers", "device_problems", "device_union"]
+
+SPECS: list[DriverSpec[Any]] = [
+    modbus.SPEC,
+    scanner.SPEC,
+    dosing.SPEC,
+]
 
 
-@dataclass
-class DeviceSet:
-    """Drivers ready to run, and the shared RTU buses to close once they have stopped."""
+def register(spec: DriverSpec[Any]) -> Callable[[], None]:
+    """Add a driver that lives outside lineside (a test's); returns what removes it again."""
+    SPECS.append(spec)
+    return lambda: SPECS.remove(spec)
 
-    drivers: list[Driver]
-    buses: dict[str, RtuBus] = field(default_factory=dict)
 
-    def close(self) -> None:
-        for bus in self.buses.values():
-            bus.close()
+def driver_names() -> list[str]:
+    """Every `driver:` name, in the order of the specs."""
+    return [name for spec in SPECS for name in spec.driver_names()]
+
+
+def device_union() -> Any:
+    """The type of one `devices:` entry: the specs' configs, told apart by `driver:`."""
+    configs = tuple(config for spec in SPECS for config in spec.configs)
+    return Annotated[Union[configs], Field(discriminator="driver")]  # noqa: UP007
+
+
+def spec_of(device: DriverModel) -> DriverSpec[Any] | None:
+    return next((spec for spec in SPECS if isinstance(device, spec.configs)), None)
 
 
 def build_drivers(
-    devices: Mapping[str, object], clock: Callable[[], datetime] = utc_now
+    devices: Mapping[str, DriverModel], clock: Callable[[], datetime] = utc_now
 ) -> DeviceSet:
     """Nothing is opened here: each driver opens its port in its own thread."""
-    modbus, buses = build_modbus_drivers(devices, clock)
-    drivers: list[Driver] = list(modbus)
-    for name, cfg in devices.items():
-        if isinstance(cfg, SerialScannerConfig):
-            drivers.append(SerialScannerDriver(name, cfg, clock))
-        elif isinstance(cfg, AsciiMeterConfig):
-            drivers.append(AsciiMeterDriver(name, cfg, clock))
-    return DeviceSet(drivers, buses)
+    built = DeviceSet([])
+    for spec in SPECS:
+        mine = spec.devices(devices)
+        if mine:
+            part = spec.build(mine, clock)
+            built.drivers.extend(part.drivers)
+            built.closers.extend(part.closers)
+    return built
+
+
+def device_problems(devices: Mapping[str, DriverModel]) -> list[DeviceProblem]:
+    """What each driver finds wrong among its devices together (shared ports, unit ids)."""
+    return [problem for spec in SPECS for problem in spec.problems(spec.devices(devices))]

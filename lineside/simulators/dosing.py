@@ -42,8 +42,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lineside.drivers.base import StopFlag
-from lineside.drivers.dosing import AsciiMeterConfig
-from lineside.drivers.serial_lines import terminator_bytes
+from lineside.drivers.dosing.config import AsciiMeterConfig
+from lineside.drivers.serial_settings import terminator_bytes
 from lineside.simulators.endpoint import EndpointDevice, PtyEndpoint, TcpEndpoint, endpoint_for_port
 
 _log = logging.getLogger("lineside.simulators.dosing")
@@ -166,6 +166,9 @@ class PumpSimulator(EndpointDevice):
             _log.debug("pump simulator: write failed: %s", exc)
         if sent == len(data):
             self._printed += 1
+
+
+SCENARIO = PumpScenario  # what lineside simulate checks a section against (drivers/spec.py)
 
 
 def simulate_device(

@@ -48,8 +48,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from lineside.drivers.base import StopFlag
-from lineside.drivers.scanner import SerialScannerConfig
-from lineside.drivers.serial_lines import terminator_bytes
+from lineside.drivers.scanner.config import SerialScannerConfig
+from lineside.drivers.serial_settings import terminator_bytes
 from lineside.simulators.endpoint import (
     EndpointDevice,
     PtyEndpoint,
@@ -223,6 +223,9 @@ class ScannerStep(BaseModel):
 
 class ScannerScenario(RootModel[list[ScannerStep]]):
     """A scanner's scenario section: the list of steps."""
+
+
+SCENARIO = ScannerScenario  # what lineside simulate checks a section against (drivers/spec.py)
 
 
 def simulate_device(

@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -97,12 +98,20 @@ def state(dsn: str, expected: dict[str, set[str]]) -> str:
     return "\n".join(lines)
 
 
+@pytest.fixture
+def made() -> Iterator[list[CentralProcess]]:
+    """The consumers a test starts, stopped however the test ends (no orphans on failure)."""
+    procs: list[CentralProcess] = []
+    yield procs
+    for proc in procs:
+        proc.stop()
+
+
 def test_five_gateways_two_consumers_a_broker_restart_and_a_kill_lose_nothing(
-    tmp_path: Path, broker: Broker, pg_dsn: str
+    tmp_path: Path, broker: Broker, pg_dsn: str, made: list[CentralProcess]
 ) -> None:
     configs = {g: gateway_config(tmp_path, broker.port, g) for g in GATEWAYS}
     ledgers = {g: open_ledger(c) for g, c in configs.items()}
-    made: list[CentralProcess] = []
 
     def central(name: str) -> CentralProcess:
         path, health = central_config(tmp_path / "central", broker.port, pg_dsn, name)
@@ -198,8 +207,6 @@ def test_five_gateways_two_consumers_a_broker_restart_and_a_kill_lose_nothing(
     finally:
         publisher.send_signal(signal.SIGTERM)
         publisher.wait(20)
-        for proc in made:
-            proc.stop()
     assert answer["ok"] is True and answer["not_held"] == [[1, 10]] and answer["resent"] == []
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from lineside.drivers.base import Backoff, DeviceStatus, Driver, Event, Reading
-from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig
+from lineside.drivers.modbus.config import ModbusRtuConfig, ModbusTcpConfig
 
 # Short reconnect delays keep outage tests quick; the shape (doubling, capped) is the real one.
 FAST_BACKOFF = Backoff(initial_s=0.1, max_s=0.5)

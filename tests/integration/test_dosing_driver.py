@@ -9,7 +9,8 @@ from typing import Any
 
 from serial_helpers import Events, in_thread, running
 
-from lineside.drivers.dosing import AsciiMeterConfig, AsciiMeterDriver
+from lineside.drivers.dosing.config import AsciiMeterConfig
+from lineside.drivers.dosing.driver import AsciiMeterDriver
 from lineside.simulators.dosing import PumpSimulator, simulate_device
 from lineside.simulators.endpoint import PtyEndpoint, TcpEndpoint
 from lineside.simulators.scanner import ScannerSimulator

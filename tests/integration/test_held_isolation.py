@@ -19,7 +19,8 @@ from lineside.agent.bootstrap import open_ledger
 from lineside.agent.commands import Command, CounterReading
 from lineside.agent.config import load
 from lineside.agent.handlers import ledger_failure
-from lineside.agent.runtime import Agent, what_to_do
+from lineside.agent.runtime import Agent
+from lineside.agent.writer import what_to_do
 from lineside.simulators.plc import PlcSimulator, SimPoint
 from tests.broker import Broker, wait_until
 from tests.conftest import StepClock

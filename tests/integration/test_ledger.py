@@ -29,8 +29,11 @@ from lineside.agent.commands import (
     StartOrder,
 )
 from lineside.agent.config import load
-from lineside.agent.handlers import Ledger
-from lineside.agent.ledger.store import UnitOfWork
+from lineside.agent.domain.held import Measured
+from lineside.agent.handlers import HANDLERS, Context, Ledger
+from lineside.agent.handlers.stock import receive as receive_handler
+from lineside.agent.ledger.unit import UnitOfWork
+from lineside.agent.ledger.work import Work
 from lineside.agent.sync import payloads
 from lineside.agent.sync.contract import Contract
 from tests.conftest import StepClock, write_config
@@ -164,9 +167,11 @@ def test_crash_between_moves_and_commit_leaves_nothing(ledger: Ledger) -> None:
     receive(ledger, "STEEL-2MM", "100", "L1")
     before = snapshot(ledger.conn)
     with pytest.raises(RuntimeError), UnitOfWork(ledger.conn) as uow:
-        ledger._refresh_master(uow)
-        ledger._handlers[Complete](
-            uow, Complete(key="k", ts=ledger.clock(), work_center="PRESS-3", good=3)
+        ledger._refresh_master()
+        HANDLERS[Complete](
+            ledger.context,
+            uow,
+            Complete(key="k", ts=ledger.clock(), work_center="PRESS-3", good=3),
         )
         assert uow.posted  # the moves were written inside the transaction...
         raise RuntimeError("power cut")  # ...and never committed
@@ -509,23 +514,23 @@ def test_a_state_refusal_is_repeated_as_a_state_refusal(ledger: Ledger) -> None:
     )
 
 
-def post_then_refuse(ledger: Ledger) -> None:
+def post_then_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every receipt post its moves and then be refused: a handler that fails late."""
 
-    def handler(uow: UnitOfWork, cmd: Receive) -> None:
-        ledger._receive(uow, cmd)
+    def handler(ctx: Context, uow: Work, cmd: Receive) -> None:
+        receive_handler(ctx, uow, cmd)
         assert uow.posted
         raise Rejected("refused after posting")
 
-    ledger._handlers[Receive] = handler
+    monkeypatch.setitem(HANDLERS, Receive, handler)
 
 
 def test_a_late_refusal_undoes_its_own_writes_and_keeps_only_the_refusal(
-    ledger: Ledger,
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     receive(ledger, "STEEL-2MM", "100", "L1")
     before = snapshot(ledger.conn, STATE_TABLES)
-    post_then_refuse(ledger)
+    post_then_refuse(monkeypatch)
     result = ledger.execute(receipt(ledger, "late", item="STEEL-2MM", lot="L2"))
     assert not result.ok and result.transactions == ()
     assert snapshot(ledger.conn, STATE_TABLES) == before
@@ -559,8 +564,10 @@ def test_a_refusal_in_a_batch_is_remembered_and_the_others_apply(ledger: Ledger)
     assert item_total(ledger, "BOLT-M8") == 12 and item_total(ledger, "NUT-M8") == 0
 
 
-def test_a_late_refusal_in_a_batch_undoes_only_itself(ledger: Ledger) -> None:
-    post_then_refuse(ledger)
+def test_a_late_refusal_in_a_batch_undoes_only_itself(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    post_then_refuse(monkeypatch)
     ts = ledger.clock()
     results = ledger.execute_batch(
         [
@@ -650,8 +657,8 @@ def test_a_meter_total_beyond_the_digits_bound_is_refused_not_held(ledger: Ledge
 def test_a_held_meter_jump_beyond_the_bound_is_refused_with_what_to_do(ledger: Ledger) -> None:
     """Held by an older release: releasing it says to discard it, and discarding works."""
     with UnitOfWork(ledger.conn) as uow:
-        command = {"type": "measured", "work_center": "PRESS-3", "item": "PAINT-9005",
-                   "qty": "1.000000000000000000000000000E+30", "event": "doser3.total_l:0->1e30"}
+        command = Measured(work_center="PRESS-3", item="PAINT-9005",
+                           qty="1.000000000000000000000000000E+30", event="doser3.total_l:0->1e30")
         held_id = uow.hold("old", ledger.clock(), "PRESS-3", "implausible", command)
         uow.commit()
     released = ledger.execute(ReleaseHeld(key="rel", ts=ledger.clock(), held_id=held_id))

@@ -22,7 +22,7 @@ import pytest
 import serial
 from pymodbus.framer import FramerRTU
 
-from lineside.drivers.modbus_driver import ModbusRtuDriver, ModbusTcpDriver, build_rtu_buses
+from lineside.drivers.modbus.client import ModbusRtuDriver, ModbusTcpDriver, build_rtu_buses
 from tests.integration.libmodbus import PtyPair, rtu_server
 from tests.integration.modbus_helpers import FAST_BACKOFF, Recorder, rtu_config, running, tcp_config
 

@@ -17,7 +17,7 @@ import pytest
 from lineside.agent.config import load
 from lineside.agent.runtime import Agent
 from lineside.drivers.base import PollTime
-from lineside.drivers.modbus_driver import (
+from lineside.drivers.modbus.client import (
     ModbusRtuDriver,
     ModbusTcpDriver,
     RtuBus,

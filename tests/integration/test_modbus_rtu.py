@@ -14,7 +14,7 @@ import pytest
 from pymodbus.client import ModbusSerialClient
 
 from lineside.drivers.base import Reading
-from lineside.drivers.modbus_driver import ModbusRtuDriver, RtuBus, build_rtu_buses
+from lineside.drivers.modbus.client import ModbusRtuDriver, RtuBus, build_rtu_buses
 from lineside.simulators.plc import PlcSimulator, SimPoint
 from tests.integration.modbus_helpers import FAST_BACKOFF, Recorder, rtu_config, running
 

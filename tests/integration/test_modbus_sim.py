@@ -14,8 +14,8 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig
-from lineside.drivers.modbus_driver import ModbusRtuDriver, ModbusTcpDriver, build_rtu_buses
+from lineside.drivers.modbus.client import ModbusRtuDriver, ModbusTcpDriver, build_rtu_buses
+from lineside.drivers.modbus.config import ModbusRtuConfig, ModbusTcpConfig
 from lineside.simulators.plc import PlcSimulator, SimPoint, simulate_device, simulate_devices
 from tests.integration.modbus_helpers import (
     FAST_BACKOFF,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from lineside.drivers.base import Backoff, DeviceStatus, Event, PollTime, Reading
-from lineside.drivers.modbus_codec import plan_reads
-from lineside.drivers.modbus_driver import ModbusTcpDriver
+from lineside.drivers.modbus.client import ModbusTcpDriver
+from lineside.drivers.modbus.codec import plan_reads
 from lineside.simulators.plc import PlcSimulator, SimPoint
 from tests.integration.modbus_helpers import (
     FAST_BACKOFF,

@@ -104,11 +104,12 @@ def test_a_crashing_driver_stops_neither_other_devices_nor_sync(
 
 
 def test_a_handler_bug_is_isolated_and_the_writer_goes_on(
-    tmp_path: Path, broker: Broker, plc: PlcSimulator
+    tmp_path: Path, broker: Broker, plc: PlcSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from datetime import UTC, datetime
 
     from lineside.agent.commands import Complete, Notice
+    from lineside.agent.handlers import HANDLERS
 
     path = tmp_path / "line.yaml"
     path.write_text(CONFIG.format(broker=broker.port, plc=plc.port))
@@ -117,10 +118,10 @@ def test_a_handler_bug_is_isolated_and_the_writer_goes_on(
     try:
         assert agent.ledger is not None
 
-        def buggy(uow: Any, cmd: Any) -> None:
+        def buggy(ctx: Any, uow: Any, cmd: Any) -> None:
             raise ZeroDivisionError("a bug")
 
-        agent.ledger._handlers[Notice] = buggy
+        monkeypatch.setitem(HANDLERS, Notice, buggy)
         now = datetime.now(UTC)
         agent._write(
             [

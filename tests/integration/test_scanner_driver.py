@@ -13,7 +13,8 @@ import pytest
 from serial_helpers import free_tcp_port, in_thread, running
 
 from lineside.agent.scans import LotReceipt, interpret_scan
-from lineside.drivers.scanner import SerialScannerConfig, SerialScannerDriver
+from lineside.drivers.scanner.config import SerialScannerConfig
+from lineside.drivers.scanner.driver import SerialScannerDriver
 from lineside.simulators.endpoint import PtyEndpoint, TcpEndpoint
 from lineside.simulators.scanner import ScannerSimulator, simulate_device
 

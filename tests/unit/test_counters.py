@@ -1,6 +1,6 @@
 """Counters are counters: baseline, delta, rollover at the width, reset, implausible jumps.
 
-interpret takes the modulus (2^width x scale): 2**16 for a uint16 counter."""
+counter_change takes the modulus (2^width x scale): 2**16 for a uint16 counter."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lineside.agent.domain.counters import interpret
+from lineside.agent.domain.counters import counter_change
 
 
 @pytest.mark.parametrize(
@@ -32,12 +32,12 @@ from lineside.agent.domain.counters import interpret
     ],
 )
 def test_interpret(last, new, modulus, kind, delta) -> None:  # type: ignore[no-untyped-def]
-    result = interpret(last, new, modulus, 10_000)
+    result = counter_change(last, new, modulus, 10_000)
     assert (result.kind, result.delta) == (kind, delta)
 
 
 def test_uint16_crossing_65535_to_4_is_five_units() -> None:
-    assert interpret(65535, 4, 2**16, 100_000).delta == 5
+    assert counter_change(65535, 4, 2**16, 100_000).delta == 5
 
 
 @given(
@@ -53,7 +53,7 @@ def test_increments_across_rollovers_add_up_exactly(
     value, last, total = start, None, 0
     for step in steps:
         value = (value + step) % modulus
-        result = interpret(last, value, modulus, 1000, max_rate=300, elapsed_s=0.25)
+        result = counter_change(last, value, modulus, 1000, max_rate=300, elapsed_s=0.25)
         if result.counts:
             total += int(result.delta)
         last = value
@@ -64,19 +64,22 @@ def test_increments_across_rollovers_add_up_exactly(
 def test_repeats_never_count(values: list[int]) -> None:
     last = None
     for v in values:
-        assert not interpret(v, v, 2**16, 1000).counts
-        interpret(last, v, 2**16, 1000)
+        assert not counter_change(v, v, 2**16, 1000).counts
+        counter_change(last, v, 2**16, 1000)
         last = v
 
 
 def test_a_uint16_reset_is_a_reset_even_when_max_delta_exceeds_the_range() -> None:
     """max_delta 100,000 > 65,536: a drop from 500 to 0 must not pass as 65,036 units."""
-    assert (interpret(500, 0, 2**16, 100_000).kind, interpret(500, 0, 2**16, 100_000).delta) == (
+    assert (
+        counter_change(500, 0, 2**16, 100_000).kind,
+        counter_change(500, 0, 2**16, 100_000).delta,
+    ) == (
         "reset",
         0,
     )
-    assert interpret(65_000, 100, 2**16, 100_000).kind == "rollover"
-    assert interpret(65_000, 100, 2**16, 100_000).delta == 636
+    assert counter_change(65_000, 100, 2**16, 100_000).kind == "rollover"
+    assert counter_change(65_000, 100, 2**16, 100_000).delta == 636
 
 
 @pytest.mark.parametrize(
@@ -93,5 +96,5 @@ def test_a_uint16_reset_is_a_reset_even_when_max_delta_exceeds_the_range() -> No
 def test_a_rollover_must_be_possible_at_max_rate(
     last: int, new: int, elapsed_s: float, kind: str
 ) -> None:
-    result = interpret(last, new, 2**16, 100_000, max_rate=2000, elapsed_s=elapsed_s)
+    result = counter_change(last, new, 2**16, 100_000, max_rate=2000, elapsed_s=elapsed_s)
     assert result.kind == kind

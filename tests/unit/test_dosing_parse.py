@@ -12,13 +12,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lineside.drivers.base import Reading
-from lineside.drivers.dosing import (
-    DEFAULT_PATTERN,
-    AsciiMeterConfig,
-    AsciiMeterDriver,
-    TotalParser,
-    convert,
-)
+from lineside.drivers.dosing.config import DEFAULT_PATTERN, AsciiMeterConfig
+from lineside.drivers.dosing.driver import AsciiMeterDriver, TotalParser, convert
 from lineside.drivers.serial_lines import Rejection
 from lineside.simulators.dosing import PumpScenario
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from lineside.agent.commands import CounterReading, MeterReading, Receive, StartOrder
-from lineside.agent.interpret import Ignored, Refusal, ScanPlace, reading_command, scan_command
+from lineside.agent.interpret import Ignored, ScanPlace, ScanRejected, reading_command, scan_command
 from lineside.agent.points import CounterPoint, MeterPoint, PointMap
 from lineside.drivers.base import Reading, Scan
 
@@ -52,12 +52,12 @@ def test_identical_labels_read_at_once_are_two_receipts() -> None:
 def test_weight_label_for_an_item_counted_in_each_is_refused() -> None:
     command = scan_command(Scan("s", "]C1010952123454321310L1\x1d3103012500", TS), PLACE,
                            {"09521234543213": "BOLT-M8"}, UOMS, 1)
-    assert isinstance(command, Refusal) and "kg" in command.reason
+    assert isinstance(command, ScanRejected) and "kg" in command.reason
 
 
 def test_count_label_for_an_item_stocked_in_kg_is_refused() -> None:
     command = scan_command(Scan("s", "]C1010952123454321310L1\x1d3724", TS), PLACE, GTINS, UOMS, 1)
-    assert isinstance(command, Refusal)
+    assert isinstance(command, ScanRejected)
     assert "count of units (37)" in command.reason and "'kg'" in command.reason
 
 
@@ -67,14 +67,15 @@ def test_order_code_starts_the_work_centers_item() -> None:
     assert (command.order, command.item, command.work_center) == ("ORD-4711", "BRKT-100",
                                                                   "PRESS-3")
     no_item = ScanPlace("PRESS-3", "LINE-3", None, "ORD-")
-    assert isinstance(scan_command(Scan("s", "ORD-4711", TS), no_item, GTINS, UOMS, 1), Refusal)
+    no_order = scan_command(Scan("s", "ORD-4711", TS), no_item, GTINS, UOMS, 1)
+    assert isinstance(no_order, ScanRejected)
 
 
 def test_bad_check_digit_and_unplaced_scanner_are_refused() -> None:
     bad = scan_command(Scan("s", "]C1010952123454321410L1\x1d3103012500", TS), PLACE, GTINS,
                        UOMS, 1)
-    assert isinstance(bad, Refusal) and bad.reason
-    assert isinstance(scan_command(Scan("s", "x", TS), None, GTINS, UOMS, 1), Refusal)
+    assert isinstance(bad, ScanRejected) and bad.reason
+    assert isinstance(scan_command(Scan("s", "x", TS), None, GTINS, UOMS, 1), ScanRejected)
 
 
 def test_volume_label_in_litres_for_an_item_stocked_in_litres() -> None:
@@ -85,7 +86,7 @@ def test_volume_label_in_litres_for_an_item_stocked_in_litres() -> None:
     assert isinstance(ok, Receive) and ok.qty == Decimal("20.00")
     in_kg = scan_command(Scan("s", "]C1010952123454323710P-12\x1d3102002000", TS), PLACE,
                          gtins, uoms, 1)
-    assert isinstance(in_kg, Refusal) and "stocked in 'l'" in in_kg.reason
+    assert isinstance(in_kg, ScanRejected) and "stocked in 'l'" in in_kg.reason
     litres_for_kg = scan_command(Scan("s", "]C1010952123454321310L1\x1d3152002000", TS), PLACE,
                                  GTINS, UOMS, 1)
-    assert isinstance(litres_for_kg, Refusal) and "quantity in l" in litres_for_kg.reason
+    assert isinstance(litres_for_kg, ScanRejected) and "quantity in l" in litres_for_kg.reason

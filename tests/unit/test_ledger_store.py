@@ -12,7 +12,8 @@ import pytest
 
 from lineside.agent.domain.backflush import Carry, Move
 from lineside.agent.domain.model import NO_LOT
-from lineside.agent.ledger.store import Posting, UnitOfWork, connect
+from lineside.agent.ledger.store import Posting, connect
+from lineside.agent.ledger.unit import UnitOfWork
 
 TS = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
 

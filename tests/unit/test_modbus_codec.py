@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lineside.drivers.modbus import ModbusPoint
-from lineside.drivers.modbus_codec import (
+from lineside.drivers.modbus.codec import (
     DecodeError,
     ReadBlock,
     decode_point,
@@ -22,6 +21,7 @@ from lineside.drivers.modbus_codec import (
     float_to_decimal,
     plan_reads,
 )
+from lineside.drivers.modbus.config import ModbusPoint
 
 D = Decimal
 

@@ -9,21 +9,21 @@ import pytest
 from pydantic import ValidationError
 
 from lineside.drivers.base import Backoff
-from lineside.drivers.modbus import (
-    ModbusPoint,
-    ModbusRtuConfig,
-    ModbusTcpConfig,
-    rtu_port_conflicts,
-)
-from lineside.drivers.modbus_driver import (
+from lineside.drivers.modbus.client import (
     ModbusRtuDriver,
     ModbusTcpDriver,
     RtuBus,
     build_modbus_drivers,
     build_rtu_buses,
 )
-from lineside.drivers.modbus_frames import describe_exception
-from lineside.drivers.scanner import SerialScannerConfig
+from lineside.drivers.modbus.config import (
+    ModbusPoint,
+    ModbusRtuConfig,
+    ModbusTcpConfig,
+    rtu_port_conflicts,
+)
+from lineside.drivers.modbus.frames import describe_exception
+from lineside.drivers.scanner.config import SerialScannerConfig
 
 
 def rtu(port: str = "/dev/ttyUSB0", unit: int = 1, **settings: Any) -> ModbusRtuConfig:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pymodbus.framer import FramerRTU
 
-from lineside.drivers.modbus import ModbusPoint
-from lineside.drivers.modbus_codec import ReadBlock
-from lineside.drivers.modbus_frames import (
+from lineside.drivers.modbus.codec import ReadBlock
+from lineside.drivers.modbus.config import ModbusPoint
+from lineside.drivers.modbus.frames import (
     DeviceUnreachable,
     ExceptionReply,
     NotTheAnswer,

@@ -6,14 +6,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from lineside.drivers.modbus import ModbusRtuConfig, ModbusTcpConfig
-from lineside.drivers.modbus_codec import decode_registers
+from lineside.drivers.modbus.codec import decode_registers
+from lineside.drivers.modbus.config import ModbusRtuConfig, ModbusTcpConfig
 from lineside.simulators.plc import (
     Counter,
     DeviceScenario,
     ScenarioEvent,
+    SetEvent,
     SimPoint,
     build_simulators,
     listen_address,
@@ -99,6 +100,7 @@ def test_the_documented_scenario_parses() -> None:
         "exception",
         "exception",
     ]
+    assert isinstance(section.events[0], SetEvent)
     assert section.events[0].set_to == Decimal(65530)
     assert section.points["scrap"].rate_per_s == Decimal("0.1")
 
@@ -121,7 +123,7 @@ def test_the_documented_scenario_parses() -> None:
 )
 def test_bad_events_are_refused(event: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        ScenarioEvent.model_validate(event)
+        TypeAdapter(ScenarioEvent).validate_python(event)
 
 
 PLC = ModbusTcpConfig.model_validate(

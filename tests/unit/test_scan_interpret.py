@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from lineside.agent.scans import (
     LotReceipt,
     OrderStart,
-    Rejected,
     ScanMeaning,
+    Unusable,
     interpret_scan,
 )
 
@@ -28,7 +28,7 @@ ITEMS = {STEEL: "STEEL-2MM", BOLT: "BOLT-M8", PRIMER: "PRIMER-A"}
 
 @dataclass(frozen=True)
 class Rejects:
-    """Expect a Rejected whose reason contains every one of these words."""
+    """Expect a Unusable whose reason contains every one of these words."""
 
     words: tuple[str, ...]
 
@@ -123,7 +123,7 @@ CASES: list[tuple[str, str, str | None, ScanMeaning | Rejects]] = [
 def test_interpret(barcode: str, prefix: str | None, expected: ScanMeaning | Rejects) -> None:
     meaning = interpret_scan(barcode, gtin_to_item=ITEMS, order_prefix=prefix)
     if isinstance(expected, Rejects):
-        assert isinstance(meaning, Rejected), meaning
+        assert isinstance(meaning, Unusable), meaning
         for word in expected.words:
             assert word in meaning.reason
     else:
@@ -145,7 +145,7 @@ def test_meanings_are_frozen() -> None:
 
 # --- never raises -------------------------------------------------------------------------------
 
-MEANINGS = (LotReceipt, OrderStart, Rejected)
+MEANINGS = (LotReceipt, OrderStart, Unusable)
 gs1_fragments = st.sampled_from(
     ["]C1", "]d2", "]Q3", "]e0", "]E0", "]", "01", STEEL, "10", "17", "3103", "30", "37", "400",
      "02", "00", "21", "91", GS, "ORD-", "0", "9", "LOT", " ", "\r", "é"]

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from lineside.drivers.scanner import SerialScannerConfig, SerialScannerDriver
+from lineside.drivers.scanner.config import SerialScannerConfig
+from lineside.drivers.scanner.driver import SerialScannerDriver
 from lineside.simulators.endpoint import PtyEndpoint, endpoint_for_port
 from lineside.simulators.scanner import ScannerScenario, ScannerStep
 

@@ -10,13 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lineside.drivers.base import Backoff
-from lineside.drivers.serial_lines import (
-    GS,
-    LineSplitter,
-    Rejection,
-    RejectionLog,
-    terminator_bytes,
-)
+from lineside.drivers.serial_lines import LineSplitter, Rejection, RejectionLog
+from lineside.drivers.serial_settings import GS, terminator_bytes
 
 BARCODE = "]C1010952123454321310LOT42\x1d3103000500"
 

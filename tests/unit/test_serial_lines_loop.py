@@ -11,8 +11,9 @@ import pytest
 import serial
 
 from lineside.drivers.base import DeviceStatus, Event, Scan
-from lineside.drivers.scanner import SerialScannerConfig
-from lineside.drivers.serial_lines import GS, LineDeviceLoop, Rejection, SerialLineSettings
+from lineside.drivers.scanner.config import SerialScannerConfig
+from lineside.drivers.serial_lines import LineDeviceLoop, Rejection
+from lineside.drivers.serial_settings import GS, SerialLineSettings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

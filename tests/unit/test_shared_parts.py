@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from lineside.agent import cli, handlers
+from lineside.agent import handlers
+from lineside.agent.cli import postings
 from lineside.agent.commands import Count, Receive
 from lineside.clock import utc_now
 from lineside.drivers.base import Backoff
@@ -45,7 +46,7 @@ def test_receive_and_count_by_hand_differ_only_in_kind_key_and_cause(
     args = argparse.Namespace(
         item="RM-1", qty=Decimal("2.5"), lot="L1", location="STORE", request_id="r7"
     )
-    command = cli._stock_command(args, kind, prefix, cause)
+    command = postings._stock_command(args, kind, prefix, cause)
     assert type(command) is kind
     assert (command.key, command.cause) == (f"{prefix}:r7", cause)
     assert (command.item, command.qty, command.lot, command.location) == (

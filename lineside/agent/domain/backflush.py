@@ -12,15 +12,6 @@ from lineside.agent.domain.model import NO_LOT, Flush, Item, LotBalance, MasterD
 TxKind = Literal[
     "backflush", "completion", "scrap", "measured", "receipt", "adjustment", "reversal"
 ]
-TX_KINDS: tuple[TxKind, ...] = (
-    "backflush",
-    "completion",
-    "scrap",
-    "measured",
-    "receipt",
-    "adjustment",
-    "reversal",
-)
 MAX_PHANTOM_DEPTH = 32
 
 

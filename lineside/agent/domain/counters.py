@@ -24,7 +24,7 @@ class CounterDelta:
 MIN_WINDOW_S = 1.0  # the rate allows at least one second's production, however close the reads
 
 
-def interpret(
+def counter_change(
     last: Number | None,
     new: Number,
     modulus: Number | None,

@@ -9,6 +9,8 @@ import sqlite3
 from collections.abc import Iterable
 from decimal import Decimal
 
+from lineside.agent.ledger.store import meta, set_meta
+
 BDSEQ_KEY = "sparkplug_bdseq"
 
 
@@ -20,13 +22,9 @@ def next_bdseq(conn: sqlite3.Connection) -> int:
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (BDSEQ_KEY,)).fetchone()
-        value = 0 if row is None else (int(row[0]) + 1) % 256
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
-            " DO UPDATE SET value = excluded.value",
-            (BDSEQ_KEY, str(value)),
-        )
+        last = meta(conn, BDSEQ_KEY)
+        value = 0 if last is None else (int(last) + 1) % 256
+        set_meta(conn, BDSEQ_KEY, str(value))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -54,9 +52,7 @@ def active_orders(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
     return {str(wc): (str(order), str(item)) for wc, order, item in rows}
 
 
-def on_hand(
-    conn: sqlite3.Connection, items: Iterable[str]
-) -> dict[tuple[str, str], Decimal]:
+def on_hand(conn: sqlite3.Connection, items: Iterable[str]) -> dict[tuple[str, str], Decimal]:
     """Stock on hand of items per (location, item), all lots together, exact."""
     wanted = sorted(set(items))
     if not wanted:

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lineside.agent.ledger.outbox_pages import PAGE_ROWS, PageReader, TxMessage, tx_message
-from lineside.agent.ledger.store import connect, iso
+from lineside.agent.ledger.store import connect, iso, meta, set_meta
 
 log = logging.getLogger("lineside.sync")
 
@@ -180,7 +180,7 @@ class OutboxStore:
                     (ts, json.dumps(alert_list)),
                 )
             if acked_list or alert_list:
-                _set_meta(conn, LAST_ACK_KEY, ts)
+                set_meta(conn, LAST_ACK_KEY, ts)
         if new:
             self.next_seq = new[-1].seq + 1
             self.cursor = new[-1].last_id
@@ -263,7 +263,7 @@ def mark_sent(conn: sqlite3.Connection, max_messages: int | None = None) -> tupl
                     " AND sent_ts IS NULL",
                     (acked_ts, first_id, last_id),
                 ).rowcount
-            _set_meta(conn, MARKED_KEY, str(batch[-1][0]))
+            set_meta(conn, MARKED_KEY, str(batch[-1][0]))
         messages += len(batch)
         if left is not None:
             left -= len(batch)
@@ -288,13 +288,4 @@ def open_for_publisher(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
 
 
 def marked_seq(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (MARKED_KEY,)).fetchone()
-    return 0 if row is None else int(row[0])
-
-
-def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, value),
-    )
+    return int(meta(conn, MARKED_KEY) or 0)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lineside.agent.ledger.outbox import LAST_ACK_KEY, MARKED_KEY
-from lineside.agent.ledger.store import iso
+from lineside.agent.ledger.store import iso, meta
 
 log = logging.getLogger("lineside.sync")
 
@@ -51,7 +51,6 @@ def sync_status(conn: sqlite3.Connection, now: datetime | None = None) -> dict[s
         found = row.fetchone()
         oldest_ts = None if found is None else str(found[0])
     unacked = conn.execute("SELECT COUNT(*) FROM messages WHERE acked_ts IS NULL").fetchone()
-    ack = conn.execute("SELECT value FROM meta WHERE key = ?", (LAST_ACK_KEY,)).fetchone()
     backlog_tx = int(gap_count) + int(tx_after)
     return {
         "backlog": backlog_tx + int(alerts),
@@ -59,7 +58,7 @@ def sync_status(conn: sqlite3.Connection, now: datetime | None = None) -> dict[s
         "backlog_alerts": int(alerts),
         "oldest_unsent_ts": oldest_ts,
         "oldest_unsent_age_s": _age(oldest_ts, now),
-        "last_ack_ts": None if ack is None else str(ack[0]),
+        "last_ack_ts": meta(conn, LAST_ACK_KEY),
         "next_seq": (0 if last is None else int(last[0])) + 1,
         "unacked_messages": int(unacked[0]),
         "ledger_bytes": ledger_bytes(conn),

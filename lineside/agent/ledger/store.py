@@ -1,20 +1,20 @@
-"""The ledger file and its unit of work: one SQLite transaction that rolls back unless committed."""
+"""The ledger file: how it is opened, the journal's shapes, and what every connection shares
+(the meta table, which SQLite errors are the file's own trouble). The unit of work is in
+unit.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from lineside.agent.domain.backflush import Carry, Move
-from lineside.agent.domain.model import NO_LOT, LotBalance
+from lineside.agent.domain.backflush import Move
+from lineside.agent.domain.model import NO_LOT
 from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.schema import migrate
 
@@ -62,10 +62,6 @@ class Posting:
     reverses: str | None = None
 
 
-# Built once: json.dumps with separators= would build a new encoder for every row.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
-
-
 def uuid4_strings(count: int) -> list[str]:
     """count random (version 4) UUIDs from one read of the OS's randomness."""
     raw = bytearray(os.urandom(16 * count))
@@ -88,424 +84,69 @@ def dec(text: str | None) -> Decimal:
 
 def tx_payload(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     """A journal row as the MQTT contract's transaction (docs/mqtt.md)."""
+    return transaction(
+        row["id"],
+        row["ts"],
+        row["kind"],
+        row["item"],
+        row["location"],
+        row["qty"],
+        row["uom"],
+        row["lot"],
+        row["order_no"],
+        row["work_center"],
+        row["cost"],
+        row["cause"],
+    )
+
+
+def transaction(
+    tx_id: str,
+    ts: str,
+    kind: str,
+    item: str,
+    location: str,
+    qty: str,
+    uom: str,
+    lot: str | None,
+    order_no: str | None,
+    work_center: str | None,
+    cost: str,
+    cause: str,
+) -> dict[str, Any]:
+    """The MQTT contract's transaction; the lot-less row (NO_LOT) has lot null."""
     return {
-        "id": row["id"],
-        "ts": row["ts"],
-        "kind": row["kind"],
-        "item": row["item"],
-        "location": row["location"],
-        "qty": row["qty"],
-        "uom": row["uom"],
-        "lot": row["lot"] or None,
-        "order": row["order_no"],
-        "work_center": row["work_center"],
-        "cost": row["cost"],
-        "cause": row["cause"],
+        "id": tx_id,
+        "ts": ts,
+        "kind": kind,
+        "item": item,
+        "location": location,
+        "qty": qty,
+        "uom": uom,
+        "lot": lot or None,
+        "order": order_no,
+        "work_center": work_center,
+        "cost": cost,
+        "cause": cause,
     }
 
 
-class UnitOfWork:
-    """All reads and writes of one command; nothing is kept unless commit() is called."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self._open = False
-        self.posted: list[dict[str, Any]] = []
-        self.alerts: list[dict[str, Any]] = []
-        # Read caches, valid while this transaction holds the write lock (nobody else can
-        # write): a batch of completions reads a BOM's lots and carries once, not per unit.
-        self._lots: dict[tuple[str, str], list[LotBalance]] = {}
-        self._carries: dict[str, dict[str, Carry]] = {}
-        self._orders: dict[str, tuple[str, str] | None] = {}
-        # Carries are written once, at commit: a batch of 100 completions writes each
-        # component's carry once instead of 100 times.
-        self._dirty: dict[tuple[str, str], Carry] = {}
-
-    @contextmanager
-    def attempt(self, savepoint: bool = True) -> Iterator[None]:
-        """A part of the unit of work that, if it raises, is undone alone: its rows (by a
-        savepoint) and what it left in memory, while the rest of the unit of work stays.
-
-        savepoint False undoes only what it left in memory: for a caller that knows no row
-        was written (see Ledger.execute_batch), without the cost of a statement journal.
-        """
-        posted, alerts, unwritten = len(self.posted), len(self.alerts), dict(self._dirty)
-        if savepoint:
-            self.conn.execute("SAVEPOINT attempt")
-        try:
-            yield
-        except BaseException:
-            # SQLite may have rolled back the whole transaction (SQLITE_FULL can), taking the
-            # savepoint with it; __exit__ then has nothing left to undo either.
-            if savepoint and self.conn.in_transaction:
-                self.conn.execute("ROLLBACK TO attempt")
-                self.conn.execute("RELEASE attempt")
-            self.forget(unwritten)
-            del self.posted[posted:], self.alerts[alerts:]
-            raise
-        if savepoint:
-            self.conn.execute("RELEASE attempt")
-
-    def forget(self, unwritten: dict[tuple[str, str], Carry] | None = None) -> None:
-        """Drop the read caches after a rollback; unwritten: the carries still to write."""
-        self._lots.clear()
-        self._carries.clear()
-        self._orders.clear()
-        self._dirty = dict(unwritten or {})
-
-    def __enter__(self) -> UnitOfWork:
-        # IMMEDIATE takes the write lock now, so a CLI and the daemon serialise cleanly.
-        self.conn.execute("BEGIN IMMEDIATE")
-        self._open = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._open:
-            # SQLite may have rolled back already (SQLITE_FULL does); a second ROLLBACK
-            # would raise and hide the real error.
-            if self.conn.in_transaction:
-                try:
-                    self.conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    # SQLite has undone the transaction itself; a raise here would hide the
-                    # error that got us here (on a full disk it read "cannot rollback")
-                    if exc[1] is None:
-                        raise
-            self._open = False
-            self.posted.clear()
-            self.alerts.clear()
-            self.forget()
-
-    def commit(self) -> None:
-        self._write_carries()
-        self.conn.execute("COMMIT")
-        self._open = False
-
-    # -- idempotency -------------------------------------------------------------------
-    def seen(self, key: str) -> str | None:
-        """The stored reply of an event already applied, or None."""
-        found = self.seen_as(key)
-        return None if found is None else found[1]
-
-    def seen_as(self, key: str) -> tuple[str, str] | None:
-        """The kind of command an event key was used for and its stored reply, or None."""
-        row = self.conn.execute("SELECT kind, reply FROM events WHERE key = ?", (key,))
-        found = row.fetchone()
-        return None if found is None else (str(found[0]), str(found[1] or ""))
-
-    def remember(self, key: str, kind: str, ts: datetime, reply: str = "") -> None:
-        self.conn.execute(
-            "INSERT INTO events (key, ts, kind, reply) VALUES (?, ?, ?, ?)",
-            (key, iso(ts), kind, reply),
-        )
-
-    # -- stock and journal -------------------------------------------------------------
-    def lots(self, item: str, location: str) -> list[LotBalance]:
-        return self.lots_of([item], location).get(item, [])
-
-    def balance(self, item: str, location: str, lot: str) -> Decimal:
-        row = self.conn.execute(
-            "SELECT qty FROM stock WHERE item = ? AND location = ? AND lot = ?",
-            (item, location, lot),
-        ).fetchone()
-        return Decimal(row[0]) if row else Decimal(0)
-
-    def on_hand(self, item: str) -> list[Decimal]:
-        """The item's balances that are not zero, at every location and lot."""
-        found = self.conn.execute("SELECT qty FROM stock WHERE item = ?", (item,)).fetchall()
-        return [q for (text,) in found if (q := Decimal(text))]
-
-    def post(self, move: Move, uom: str, posting: Posting) -> dict[str, Any]:
-        """Apply a move to stock and journal it, with its outbox row; returns the transaction."""
-        return self.post_many([(move, uom)], posting)[0]
-
-    def post_many(
-        self, moves: Sequence[tuple[Move, str]], posting: Posting
-    ) -> list[dict[str, Any]]:
-        """Apply moves (each with its item's unit) to stock, journal them and announce them
-        in the outbox, in order; returns the transactions as the MQTT contract has them."""
-        ts = iso(posting.ts)
-        ids = uuid4_strings(len(moves))
-        payloads = [
-            {
-                "id": ids[n],
-                "ts": ts,
-                "kind": move.kind,
-                "item": move.item,
-                "location": move.location,
-                "qty": decimal_text(move.qty),
-                "uom": uom,
-                "lot": move.lot or None,
-                "order": posting.order_no,
-                "work_center": posting.work_center,
-                "cost": decimal_text(move.cost),
-                "cause": posting.cause,
-            }
-            for n, (move, uom) in enumerate(moves)
-        ]
-        self.conn.executemany(
-            "INSERT INTO journal (id, ts, kind, item, location, lot, qty, uom, order_no,"
-            " work_center, cost, cause, event, reverses)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    p["id"],
-                    ts,
-                    p["kind"],
-                    p["item"],
-                    p["location"],
-                    move.lot,
-                    p["qty"],
-                    p["uom"],
-                    posting.order_no,
-                    posting.work_center,
-                    p["cost"],
-                    posting.cause,
-                    posting.event,
-                    posting.reverses,
-                )
-                for p, (move, _) in zip(payloads, moves, strict=True)
-            ],
-        )
-        # A new lot row queues by the journal seq of the move that created it: FIFO is arrival
-        # order. Rows inserted in one statement get consecutive rowids (INTEGER PRIMARY KEY).
-        last = self.conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        first = last - len(moves) + 1
-        # New balances come from the lots cache (read once, kept equal to the table), so
-        # the upsert needs no read and no SQL arithmetic on the decimal text.
-        for location in {m.location for m, _ in moves}:
-            self.lots_of([m.item for m, _ in moves if m.location == location], location)
-        rows = []
-        for i, (move, _) in enumerate(moves):
-            balance, requeued = self._moved(move)
-            text = decimal_text(balance)
-            rows.append((move.item, move.location, move.lot, text, first + i, requeued))
-        # A row whose balance comes back above zero as new stock (see _new_stock) queues
-        # behind the lots that arrived meanwhile.
-        self.conn.executemany(
-            "INSERT INTO stock (item, location, lot, qty, fifo) VALUES (?1, ?2, ?3, ?4, ?5)"
-            " ON CONFLICT (item, location, lot) DO UPDATE SET qty = excluded.qty,"
-            " fifo = CASE WHEN ?6 THEN excluded.fifo ELSE fifo END",
-            rows,
-        )
-        self.conn.executemany(
-            "INSERT INTO outbox (stream, payload, created_ts) VALUES ('tx', ?, ?)",
-            [(_COMPACT.encode(p), ts) for p in payloads],
-        )
-        self.posted.extend(payloads)
-        return payloads
-
-    def transaction(self, tx_id: str) -> sqlite3.Row | None:
-        cur = self.conn.execute("SELECT * FROM journal WHERE id = ?", (tx_id,))
-        cur.row_factory = sqlite3.Row
-        row: sqlite3.Row | None = cur.fetchone()
-        return row
-
-    def reversal_of(self, tx_id: str) -> str | None:
-        row = self.conn.execute("SELECT id FROM journal WHERE reverses = ?", (tx_id,)).fetchone()
-        return None if row is None else str(row[0])
-
-    # -- outbox ------------------------------------------------------------------------
-    def outbox(self, stream: str, payload: dict[str, Any], ts: datetime) -> None:
-        self.conn.execute(
-            "INSERT INTO outbox (stream, payload, created_ts) VALUES (?, ?, ?)",
-            (stream, _COMPACT.encode(payload), iso(ts)),
-        )
-
-    def alert(self, kind: str, ts: datetime, **fields: Any) -> None:
-        payload = {"kind": kind, "ts": iso(ts), **fields}
-        self.outbox("alert", payload, ts)
-        self.alerts.append(payload)
-
-    # -- carries and standards -----------------------------------------------------------
-    def carries(self, bucket: str, items: Sequence[str]) -> dict[str, Carry]:
-        known = self._carries.get(bucket)
-        if known is None:
-            rows = self.conn.execute(
-                "SELECT item, exact, posted FROM carries WHERE bucket = ?", (bucket,)
-            ).fetchall()
-            known = self._carries[bucket] = {
-                r[0]: Carry(Decimal(r[1]), Decimal(r[2])) for r in rows
-            }
-            for (dirty_bucket, item), carry in self._dirty.items():
-                if dirty_bucket == bucket:
-                    known[item] = carry
-        return {item: known[item] for item in items if item in known}
-
-    def lots_of(self, items: Sequence[str], location: str) -> dict[str, list[LotBalance]]:
-        """FIFO balances of several items at once (one query for a whole BOM)."""
-        missing = [item for item in items if (item, location) not in self._lots]
-        if missing:
-            for item in missing:
-                self._lots[(item, location)] = []
-            marks = ",".join("?" * len(missing))
-            for item, lot, qty in self.conn.execute(
-                f"SELECT item, lot, qty FROM stock WHERE location = ? AND item IN ({marks})"
-                " ORDER BY item, fifo, lot",
-                (location, *missing),
-            ):
-                self._lots[(item, location)].append(LotBalance(lot, Decimal(qty)))
-        return {item: list(lots) for item in items if (lots := self._lots[(item, location)])}
-
-    def _moved(self, move: Move) -> tuple[Decimal, bool]:
-        """Apply a move to the lots cache (loaded for its item and location): the new
-        balance, and whether the row went to the back of the FIFO queue (see post_many)."""
-        lots = self._lots[(move.item, move.location)]
-        for index, balance in enumerate(lots):
-            if balance.lot == move.lot:
-                moved = LotBalance(move.lot, balance.qty + move.qty)
-                if balance.qty <= 0 < moved.qty and _new_stock(move):
-                    del lots[index]
-                    lots.append(moved)
-                    return moved.qty, True
-                lots[index] = moved
-                return moved.qty, False
-        lots.append(LotBalance(move.lot, move.qty))  # a new row is the newest in FIFO order
-        return move.qty, False
-
-    def save_carries(self, bucket: str, carries: dict[str, Carry]) -> None:
-        """Remembered now, written at commit (read back from memory until then)."""
-        for item, carry in carries.items():
-            self._dirty[(bucket, item)] = carry
-        if bucket in self._carries:
-            self._carries[bucket].update(carries)
-
-    def _write_carries(self) -> None:
-        if not self._dirty:
-            return
-        self.conn.executemany(
-            "INSERT INTO carries (bucket, item, exact, posted) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (bucket, item) DO UPDATE SET exact = excluded.exact,"
-            " posted = excluded.posted",
-            [(b, i, str(c.exact), str(c.posted)) for (b, i), c in self._dirty.items()],
-        )
-        self._dirty.clear()
-
-    def save_carry(self, bucket: str, item: str, carry: Carry) -> None:
-        self.save_carries(bucket, {item: carry})
-
-    def add_standard(
-        self, bucket: str, item: str, qty: Decimal, order_no: str | None, work_center: str
-    ) -> None:
-        row = self.conn.execute(
-            "SELECT exact FROM standards WHERE bucket = ? AND item = ?", (bucket, item)
-        ).fetchone()
-        total = qty + (Decimal(row[0]) if row else Decimal(0))
-        self.conn.execute(
-            "INSERT INTO standards (bucket, item, order_no, work_center, exact)"
-            " VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (bucket, item) DO UPDATE SET exact = excluded.exact",
-            (bucket, item, order_no, work_center, str(total)),
-        )
-
-    # -- counters ------------------------------------------------------------------------
-    def counter_state(self, point: str) -> tuple[str, str] | None:
-        """The point's last value and when it was written (ISO 8601)."""
-        row = self.conn.execute(
-            "SELECT value, ts FROM counters WHERE point = ?", (point,)
-        ).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
-
-    def save_counter(self, point: str, value: str, ts: datetime) -> None:
-        self.conn.execute(
-            "INSERT INTO counters (point, value, ts) VALUES (?, ?, ?) ON CONFLICT (point)"
-            " DO UPDATE SET value = excluded.value, ts = excluded.ts",
-            (point, value, iso(ts)),
-        )
-
-    # -- held events ---------------------------------------------------------------------
-    def hold(
-        self, key: str, ts: datetime, work_center: str | None, reason: str, command: dict[str, Any]
-    ) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO held (key, ts, work_center, reason, command, status)"
-            " VALUES (?, ?, ?, ?, ?, 'held')",
-            (key, iso(ts), work_center, reason, json.dumps(command)),
-        )
-        return int(cur.lastrowid or 0)
-
-    def held_events(self) -> list[tuple[int, str, dict[str, Any]]]:
-        rows = self.conn.execute(
-            "SELECT id, key, command FROM held WHERE status = 'held' ORDER BY id"
-        ).fetchall()
-        return [(int(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
-
-    def resolve_held(
-        self, held_id: int, status: str, ts: datetime, reason: str | None = None
-    ) -> None:
-        """Posted or discarded: the status and when. reason, when given, replaces the old."""
-        self.conn.execute(
-            "UPDATE held SET status = ?, resolved_ts = ?, reason = COALESCE(?, reason)"
-            " WHERE id = ?",
-            (status, iso(ts), reason, held_id),
-        )
-
-    def still_held(self, held_id: int, reason: str) -> None:
-        """A retry that could not post: the event keeps waiting, for this reason now."""
-        self.conn.execute("UPDATE held SET reason = ? WHERE id = ?", (reason, held_id))
-
-    # -- orders --------------------------------------------------------------------------
-    def active_order(self, work_center: str) -> tuple[str, str] | None:
-        if work_center not in self._orders:
-            row = self.conn.execute(
-                "SELECT order_no, item FROM orders WHERE work_center = ? AND status = 'active'",
-                (work_center,),
-            ).fetchone()
-            self._orders[work_center] = None if row is None else (str(row[0]), str(row[1]))
-        return self._orders[work_center]
-
-    def order(self, order_no: str) -> sqlite3.Row | None:
-        cur = self.conn.execute("SELECT * FROM orders WHERE order_no = ?", (order_no,))
-        cur.row_factory = sqlite3.Row
-        row: sqlite3.Row | None = cur.fetchone()
-        return row
-
-    def start_order(
-        self, order_no: str, wc: str, item: str, qty: Decimal | None, ts: datetime
-    ) -> None:
-        self.conn.execute(
-            "INSERT INTO orders (order_no, work_center, item, qty, status, started_ts)"
-            " VALUES (?, ?, ?, ?, 'active', ?)",
-            (order_no, wc, item, None if qty is None else decimal_text(qty), iso(ts)),
-        )
-        self._orders.clear()
-
-    def close_order(self, order_no: str, ts: datetime) -> None:
-        self.conn.execute(
-            "UPDATE orders SET status = 'closed', closed_ts = ? WHERE order_no = ?",
-            (iso(ts), order_no),
-        )
-        self._orders.clear()
-
-    # -- counts and master data -----------------------------------------------------------
-    def record_count(self, row: dict[str, Any]) -> None:
-        self.conn.execute(
-            "INSERT INTO counts (ts, item, location, lot, book, counted, diff, value, event)"
-            " VALUES (:ts, :item, :location, :lot, :book, :counted, :diff, :value, :event)",
-            row,
-        )
-
-    def put_master(self, table: str, key: str, data: dict[str, Any], ts: datetime) -> None:
-        column = "code" if table == "master_items" else "item"
-        self.conn.execute(
-            f"INSERT INTO {table} ({column}, data, ts) VALUES (?, ?, ?) ON CONFLICT ({column})"
-            " DO UPDATE SET data = excluded.data, ts = excluded.ts",
-            (key, json.dumps(data), iso(ts)),
-        )
-        # A fresh token, not a counter: a rolled-back put would hand its number out again,
-        # and a Ledger that had read the master data of the undone put would keep them.
-        self.set_meta("master_version", uuid4_strings(1)[0])
-
-    def meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
-            " DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+def move_transaction(tx_id: str, ts: str, move: Move, uom: str, posting: Posting) -> dict[str, Any]:
+    """A move about to be posted as the MQTT contract's transaction."""
+    return transaction(
+        tx_id,
+        ts,
+        move.kind,
+        move.item,
+        move.location,
+        decimal_text(move.qty),
+        uom,
+        move.lot,
+        posting.order_no,
+        posting.work_center,
+        decimal_text(move.cost),
+        posting.cause,
+    )
 
 
 def rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Iterator[sqlite3.Row]:
@@ -515,12 +156,64 @@ def rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> Iter
     yield from cur
 
 
-def _new_stock(move: Move) -> bool:
-    """Stock that was not on the shelf before: a lot received again after it ran out, or
-    stock of unknown origin on the lot-less row (a count's gain), which FIFO then takes
-    after every real lot so that consumption keeps its genealogy. A reversal or a count of
-    a named lot gives back the same material, which keeps its place in the queue."""
-    return move.lot == NO_LOT or move.kind == "receipt"
+def meta(conn: sqlite3.Connection, key: str) -> str | None:
+    """A value of the meta table (the master data's version, the Sparkplug bdSeq), or None."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
 
 
-__all__ = ["NO_LOT", "Posting", "UnitOfWork", "connect", "dec", "iso", "rows", "tx_payload"]
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+        " DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+# SQLite's primary result codes that are the ledger file's trouble, whatever the command.
+_LEDGER_FAILURES = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOLFS,
+        sqlite3.SQLITE_AUTH,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+def ledger_failure(exc: BaseException) -> bool:
+    """Whether exc is the ledger's failure (disk full, I/O error, busy, read-only, closed),
+    which no command can be blamed for, rather than the command's own (a constraint it
+    broke, a bug): the first stops all writing, the second refuses that command alone."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = exc.sqlite_errorcode
+    if code is None:  # raised by Python's sqlite3 itself: a closed ledger, or wrong bindings
+        return "closed" in str(exc)
+    return code & 0xFF in _LEDGER_FAILURES
+
+
+__all__ = [
+    "NO_LOT",
+    "Posting",
+    "connect",
+    "dec",
+    "iso",
+    "ledger_failure",
+    "meta",
+    "move_transaction",
+    "rows",
+    "set_meta",
+    "transaction",
+    "tx_payload",
+]

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
 
+from lineside.agent.alerts import alert_fields
 from lineside.agent.config import LoadedConfig
 from lineside.agent.sync.client import (
     SyncSetupError,
@@ -170,7 +171,7 @@ def human(event: TailEvent) -> str:
         return f"INVALID {event.topic}: {event.error}"
     data = event.data if isinstance(event.data, dict) else {"payload": event.data}
     if event.type == "alert":
-        rest = " ".join(f"{k}={v}" for k, v in data.items() if k not in ("kind", "ts"))
+        rest = alert_fields(data, omit=("kind", "ts"))
         return f"ALERT {data.get('kind')} {data.get('ts')} {rest}".rstrip()
     if event.type == "status":
         state = "online" if data.get("online") else "OFFLINE"

@@ -28,8 +28,8 @@ from typing import Any
 
 import serial
 
-from lineside.drivers.modbus_codec import ReadBlock
-from lineside.drivers.modbus_frames import (
+from lineside.drivers.modbus.codec import ReadBlock
+from lineside.drivers.modbus.frames import (
     HEAD_SIZE,
     DeviceUnreachable,
     NotTheAnswer,

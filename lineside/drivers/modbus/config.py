@@ -1,7 +1,7 @@
 """Modbus TCP and RTU: configuration of devices and points, validated without any I/O.
 
-The drivers live in ``modbus_driver`` (polling loops, RTU bus), the pure register
-decoding in ``modbus_codec``; this module is what the config loader imports.
+The drivers live in ``client`` (polling loops) and ``rtu`` (the RTU bus), the pure
+register decoding in ``codec``; this module is what the config loader imports.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
@@ -64,7 +64,36 @@ class ModbusPoint(DriverModel):
         return point_span(self.type)
 
 
-class ModbusTcpConfig(DriverModel):
+class ModbusDevice(DriverModel):
+    """What TCP and RTU devices share: their points, and what those mean as counters."""
+
+    if TYPE_CHECKING:  # each device declares it last, where its errors are reported last
+        points: dict[str, ModbusPoint]
+
+    def point_names(self) -> set[str]:
+        return set(self.points)
+
+    def counter_modulus(self, point: str) -> int | Decimal | None:
+        spec = self.points.get(point)
+        if spec is None or not spec.type.startswith(("uint", "int")):
+            return None  # a float does not wrap
+        modulus: int = 2 ** spec.counter_width()
+        return modulus if spec.scale == 1 else Decimal(modulus) * spec.scale
+
+    def counter_problem(self, point: str) -> str | None:
+        # A counter only counts up and wraps: a signed type would read the upper half of
+        # its range as negative numbers, so it is refused rather than guessed at.
+        kind = self.points[point].type if point in self.points else ""
+        if kind not in ("int16", "int32"):
+            return None
+        return (
+            f"is {kind}, a signed type: counters and meter totals count"
+            f" up and wrap, so read the same register as u{kind} (a signed one reads"
+            " the upper half of its range as negative numbers)"
+        )
+
+
+class ModbusTcpConfig(ModbusDevice):
     driver: Literal["modbus_tcp"]
     host: str
     port: int = Field(default=502, ge=1, le=65535)
@@ -73,11 +102,8 @@ class ModbusTcpConfig(DriverModel):
     timeout_ms: int = Field(default=1000, ge=50, le=60_000)
     points: dict[str, ModbusPoint] = Field(min_length=1)
 
-    def point_names(self) -> set[str]:
-        return set(self.points)
 
-
-class ModbusRtuConfig(DriverModel):
+class ModbusRtuConfig(ModbusDevice):
     driver: Literal["modbus_rtu"]
     port: str
     baudrate: int = Field(default=9600, ge=300, le=921600)
@@ -89,9 +115,6 @@ class ModbusRtuConfig(DriverModel):
     timeout_ms: int = Field(default=1000, ge=50, le=60_000)
     pause_ms: int = Field(default=20, ge=0, le=10_000)
     points: dict[str, ModbusPoint] = Field(min_length=1)
-
-    def point_names(self) -> set[str]:
-        return set(self.points)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 
-from lineside.drivers.modbus import BIT_TABLES
-from lineside.drivers.modbus_codec import ReadBlock
+from lineside.drivers.modbus.codec import ReadBlock
+from lineside.drivers.modbus.config import BIT_TABLES
 
 FUNCTION_CODE: dict[str, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 _REQUEST: dict[str, type[ModbusPDU]] = {

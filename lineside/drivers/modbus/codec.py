@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from lineside.drivers.modbus import BIT_TABLES, ModbusPoint, PointType, Table, WordOrder
+from lineside.drivers.modbus.config import BIT_TABLES, ModbusPoint, PointType, Table, WordOrder
 
 # Modbus limits per request (application protocol spec, 6.1-6.4).
 MAX_READ_REGISTERS = 125

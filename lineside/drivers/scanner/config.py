@@ -1,4 +1,4 @@
-"""Serial barcode scanners: configuration and driver.
+"""Serial barcode scanners: the device config (no I/O, no pyserial).
 
 A scanner in serial (or USB-CDC, or serial-over-TCP) mode sends each barcode as
 one line. The driver emits one ``Scan`` per line, exactly as sent apart from the
@@ -25,45 +25,11 @@ Sample::
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime
 from typing import Literal
 
-from lineside.clock import Clock, utc_now
-from lineside.drivers.base import Emit, Scan, StopFlag
-from lineside.drivers.serial_lines import GS, LineDeviceLoop, SerialLineSettings
-
-_log = logging.getLogger("lineside.drivers.scanner")
+from lineside.drivers.serial_settings import SerialLineSettings
 
 
 class SerialScannerConfig(SerialLineSettings):
     driver: Literal["serial_scanner"]
     work_center: str
-
-    def point_names(self) -> set[str]:
-        return set()
-
-
-class SerialScannerDriver:
-    """Reads barcodes from one serial scanner until stopped; never raises."""
-
-    def __init__(self, name: str, config: SerialScannerConfig, clock: Clock = utc_now) -> None:
-        self.name = name
-        self.config = config
-        self._clock = clock
-
-    def run(self, stop: StopFlag, emit: Emit) -> None:
-        loop = LineDeviceLoop(
-            self.name,
-            self.config,
-            self._scan,
-            logger=_log,
-            clock=self._clock,
-            allowed_controls=GS,  # FNC1 arrives as GS and ends variable-length GS1 fields
-        )
-        loop.run(stop, emit)
-
-    def _scan(self, line: str, ts: datetime) -> Scan | None:
-        if not line.strip():
-            return None
-        return Scan(self.name, line, ts)
