@@ -200,6 +200,14 @@ class LogConfig(Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class LedgerConfig(Model):
+    """How often the ledger writer commits re-readable readings, and how long a posting
+    window gathers them (docs/configuration.md#ledger)."""
+
+    commit_interval_s: Decimal = Field(default=Decimal(5), ge=Decimal("0.05"), le=60)
+    post_interval_s: Decimal = Field(default=Decimal(10), ge=0, le=3600)
+
+
 def _registered(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     # An entry is validated against the registry's union as it is when the file is
     # loaded (_entry_type), so that a driver registered later (a test's) is accepted.
@@ -245,6 +253,7 @@ class LinesideConfig(Model):
     devices: dict[str, DeviceConfig] = {}
     health: HealthConfig | None = None
     log: LogConfig = LogConfig()
+    ledger: LedgerConfig = LedgerConfig()
     sparkplug: SparkplugConfig | None = None
 
 

@@ -58,17 +58,28 @@ class LedgerWriter:
         raise NotImplementedError
 
     def _write_loop(self) -> None:
+        assert self.ledger is not None
+        self.ledger.on_flushed = self._account  # readings committed before a command
         while not self._stop.is_set() or not self.events.empty():
             self.writer_heartbeat = time.monotonic()
-            batch = self._take_batch()
+            batch = self._take_batch(self._wait_s())
             commands = self._pending + [c for e in batch if (c := self._command_for(e))]
             self._pending = []
+            commands = self.ledger.offer(commands, time.monotonic())
             if commands:
                 self._write(commands)
+        if waiting := self.ledger.take_waiting():  # a stop posts every waiting reading
+            self._write(waiting)
 
-    def _take_batch(self) -> list[Event]:
+    def _wait_s(self) -> float:
+        """How long to wait for events: at most until the waiting readings are due."""
+        assert self.ledger is not None
+        due_in = self.ledger.due_in(time.monotonic())
+        return 0.5 if due_in is None else min(0.5, due_in)
+
+    def _take_batch(self, timeout_s: float) -> list[Event]:
         try:
-            first = self.events.get(timeout=0.5)
+            first = self.events.get(timeout=timeout_s) if timeout_s > 0 else self.events.get_nowait()
         except queue.Empty:
             return []
         batch = [first]
@@ -95,6 +106,10 @@ class LedgerWriter:
         if self.ledger_error is not None:
             log.warning("ledger writable again: counting resumes from the PLC's counters")
             self.ledger_error = None
+        self._account(commands, results)
+
+    def _account(self, commands: list[Command], results: list[Result]) -> None:
+        """Metrics and log lines for a committed batch."""
         self.metrics.write_batches.inc()
         if self.sync is not None and any(r.transactions or r.alerts for r in results):
             self.sync.rows_written()

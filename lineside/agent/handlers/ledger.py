@@ -7,12 +7,16 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from lineside.agent.alerts import alert_fields
 from lineside.agent.commands import (
     Command,
+    CounterReading,
+    MeterReading,
     Notice,
     Refused,
     Rejected,
@@ -20,9 +24,12 @@ from lineside.agent.commands import (
     is_reading,
 )
 from lineside.agent.config import LinesideConfig
+from lineside.agent.domain.counters import Number
 from lineside.agent.domain.model import MasterData
+from lineside.agent.domain.waiting import WaitingReadings
 from lineside.agent.handlers.context import Context
 from lineside.agent.handlers.table import HANDLERS
+from lineside.agent.inputs import BadInput, check_quantity
 from lineside.agent.ledger.queries import MASTER_VERSION_KEY, master_overlays
 from lineside.agent.ledger.store import ledger_failure, meta
 from lineside.agent.ledger.unit import UnitOfWork
@@ -30,6 +37,8 @@ from lineside.agent.points import PointMap, point_map
 from lineside.clock import Clock, utc_now
 
 log = logging.getLogger("lineside.ledger")
+Reading = CounterReading | MeterReading
+Flushed = Callable[[list[Command], list[Result]], None]
 
 
 class Ledger:
@@ -42,7 +51,9 @@ class Ledger:
         self.clock = clock
         self.context = Context.of(config)
         self._lock = threading.RLock()
-        self._last_value: dict[str, str | None] = {}
+        self._last_value: dict[str, str | None] = {}  # a point's last committed value
+        self.waiting: WaitingReadings[Reading] = _waiting(config)
+        self.on_flushed: Flushed | None = None  # the writer's accounting of waiting readings
 
     @property
     def config(self) -> LinesideConfig:
@@ -61,8 +72,14 @@ class Ledger:
     def reconfigure(self, config: LinesideConfig) -> None:
         """A reloaded config: new points and master data from the next command on."""
         with self._lock:
+            try:
+                self.flush()  # the waiting readings mean what the old points said
+            except sqlite3.Error as exc:
+                log.warning("waiting readings not committed before the reload (%s): "
+                            "the next reading counts them again", exc)
             ctx = self.context
             ctx.config, ctx.points, ctx.master_version = config, point_map(config), None
+            self.waiting = _waiting(config)
 
     def stock_snapshot(self) -> list[dict[str, Any]]:
         """Current balances (used-up lots left out), as P/stock and `stock --json` give them."""
@@ -71,10 +88,68 @@ class Ledger:
         with self._lock:
             return stock(self.conn, self.master)
 
+    # -- readings that wait ------------------------------------------------------------
+    def offer(self, commands: list[Command], now: float) -> list[Command]:
+        """The writer's commands, in the order they came: a reading that only moves its
+        point forward waits (see domain/waiting.py); returned is what to write now, the
+        waiting readings first, as soon as anything else comes or their time is up."""
+        with self._lock:
+            now_: list[Command] = []
+            for command in commands:
+                if is_reading(command) and self._may_wait(command):
+                    self.context.seen_at[command.point] = command.ts  # a rollover's time
+                    if self._known_value(command.point) != command.value:
+                        self.waiting.add(command, now)
+                else:
+                    now_ += self.waiting.take()
+                    now_.append(command)
+            if self.waiting.due_in(now) == 0:
+                now_ += self.waiting.take()
+            return now_
+
+    def take_waiting(self) -> list[Command]:
+        """The waiting readings, for the writer to commit now (it stops)."""
+        with self._lock:
+            return list(self.waiting.take())
+
+    def due_in(self, now: float) -> float | None:
+        with self._lock:
+            return self.waiting.due_in(now)
+
+    def flush(self) -> None:
+        """Commit the waiting readings now: a command from elsewhere comes after them."""
+        with self._lock:
+            readings: list[Command] = list(self.waiting.take())
+            if not readings:
+                return
+            results = self.execute_batch(readings)
+            if self.on_flushed is not None:
+                self.on_flushed(readings, results)
+
+    def _may_wait(self, reading: Reading) -> bool:
+        point = self.points.counters.get(reading.point) or self.points.meters.get(reading.point)
+        committed = self._last_value.get(reading.point)
+        if point is None or committed is None or not _takes(reading):
+            return False  # the handler decides (and refuses) at once
+        last: Number = Decimal(committed)
+        if isinstance(reading, CounterReading):
+            last = int(last)
+        return self.waiting.may_wait(reading, last, point.modulus, point.max_delta)
+
+    def _known_value(self, point: str) -> Number | None:
+        """What the point's value will be once what waits is committed."""
+        waiting = self.waiting.value_of(point)
+        if waiting is not None:
+            return waiting
+        committed = self._last_value.get(point)
+        return None if committed is None else Decimal(committed)
+
     # -- entry points --------------------------------------------------------------------
     def execute(self, command: Command) -> Result:
-        """Apply command once: the same key again is answered with the first result."""
+        """Apply command once: the same key again is answered with the first result. The
+        readings that wait are committed first, so it comes after them."""
         with self._lock:
+            self.flush()
             if self._unchanged_reading(command):
                 return Result(ok=True)
             with UnitOfWork(self.conn) as uow:
@@ -225,6 +300,23 @@ class Ledger:
         """Rebuild master data when item.put / bom.put (from any process) changed it."""
         conn = self.conn
         self.context.refresh_master(meta(conn, MASTER_VERSION_KEY), lambda: master_overlays(conn))
+
+
+def _waiting(config: LinesideConfig) -> WaitingReadings[Reading]:
+    ledger = config.ledger
+    return WaitingReadings(float(ledger.commit_interval_s), float(ledger.post_interval_s))
+
+
+def _takes(reading: Reading) -> bool:
+    """Whether the handler would take the reading's value (a refusal is never pended)."""
+    value = reading.value
+    if isinstance(reading, CounterReading):
+        return isinstance(value, int) or (value.is_finite() and value == int(value))
+    try:
+        check_quantity(reading.value)
+    except BadInput:
+        return False
+    return reading.value >= 0
 
 
 class Isolation(Enum):
