@@ -79,7 +79,9 @@ class LedgerWriter:
 
     def _take_batch(self, timeout_s: float) -> list[Event]:
         try:
-            first = self.events.get(timeout=timeout_s) if timeout_s > 0 else self.events.get_nowait()
+            first = (
+                self.events.get(timeout=timeout_s) if timeout_s > 0 else self.events.get_nowait()
+            )
         except queue.Empty:
             return []
         batch = [first]

@@ -75,8 +75,11 @@ class Ledger:
             try:
                 self.flush()  # the waiting readings mean what the old points said
             except sqlite3.Error as exc:
-                log.warning("waiting readings not committed before the reload (%s): "
-                            "the next reading counts them again", exc)
+                log.warning(
+                    "waiting readings not committed before the reload (%s): "
+                    "the next reading counts them again",
+                    exc,
+                )
             ctx = self.context
             ctx.config, ctx.points, ctx.master_version = config, point_map(config), None
             self.waiting = _waiting(config)
