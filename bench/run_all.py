@@ -121,7 +121,7 @@ def sync_figures(n: int) -> tuple[list[Figure], str]:
 
 # bench/endurance.py's variants, each the ledger: keys it sets (KEY=VALUE; none: the defaults).
 # Issue 13's figures are with the defaults and with ["post_interval_s=0"].
-ENDURANCE_VARIANTS: list[list[str]] = [[]]
+ENDURANCE_VARIANTS: list[list[str]] = [[], ["post_interval_s=0"]]
 
 
 def script_figures(script: str, extra: Sequence[str], json_path: Path) -> tuple[list[Figure], str]:

@@ -1,7 +1,9 @@
 """Chaos: the agent killed with kill -9 at random moments while the PLC counts.
 
 At the end the ledger equals the PLC's counts × the BOM exactly, every transaction reached
-the consumer, seq is gapless, and SQLite's integrity check is ok. LINESIDE_CHAOS_KILLS
+the consumer, seq is gapless, and SQLite's integrity check is ok. The line runs on the
+`ledger:` defaults: readings wait in memory and post in windows, and every kill loses
+what waited. LINESIDE_CHAOS_KILLS
 asks for more kills (default 20).
 """
 
