@@ -166,6 +166,9 @@ def test_disk_full_at_the_ledger_boundary(
     """SQLite's own full-database error (max_page_count), the same SQLITE_FULL a full disk
     gives, at the ledger's write boundary of an agent running in-process."""
     config = _line(tmp_path, broker, plc, tmp_path / "var")
+    # every poll commits, so the ledger runs out of pages within the test's seconds
+    immediate = "ledger: {commit_interval_s: 0.05, post_interval_s: 0}\n"
+    config.write_text(config.read_text() + immediate)
     agent = Agent(load(config))
     agent.start()
     try:
