@@ -97,18 +97,19 @@ class Ledger:
         point forward waits (see domain/waiting.py); returned is what to write now, the
         waiting readings first, as soon as anything else comes or their time is up."""
         with self._lock:
-            now_: list[Command] = []
+            write_now: list[Command] = []
             for command in commands:
                 if is_reading(command) and self._may_wait(command):
-                    self.context.seen_at[command.point] = command.ts  # a rollover's time
+                    # read now: a rollover's time runs from here, as for an unchanged one
+                    self.context.seen_at[command.point] = command.ts
                     if self._known_value(command.point) != command.value:
                         self.waiting.add(command, now)
                 else:
-                    now_ += self.waiting.take()
-                    now_.append(command)
+                    write_now += self.waiting.take()
+                    write_now.append(command)
             if self.waiting.due_in(now) == 0:
-                now_ += self.waiting.take()
-            return now_
+                write_now += self.waiting.take()
+            return write_now
 
     def take_waiting(self) -> list[Command]:
         """The waiting readings, for the writer to commit now (it stops)."""
