@@ -1,5 +1,6 @@
 """The ledger writer: device events from the queue, turned into commands (interpret.py)
-and group-committed through the Ledger, one batch of up to BATCH_MAX at a time."""
+and group-committed through the Ledger, one batch of up to BATCH_MAX at a time; readings
+that may wait are handed to the Ledger (offer) and come back when they are due."""
 
 from __future__ import annotations
 
