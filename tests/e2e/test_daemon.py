@@ -44,6 +44,7 @@ devices:
 {extra_dev}
 health: {{listen: "127.0.0.1:{health}", broker_down_after_s: 2}}
 log: {{format: json, level: info}}
+ledger: {{commit_interval_s: 0.05, post_interval_s: 0}}  # the test watches each poll's units
 """
 EXTRA_WC = "  CELL-2: {location: L2, item: FG, counters: {good: plc2.good}}"
 EXTRA_DEV = """  plc2:
