@@ -205,7 +205,7 @@ class LedgerConfig(Model):
     window gathers them (docs/configuration.md#ledger)."""
 
     commit_interval_s: Decimal = Field(default=Decimal(5), ge=Decimal("0.05"), le=60)
-    post_interval_s: Decimal = Field(default=Decimal(30), ge=0, le=3600)
+    post_interval_s: Decimal = Field(default=Decimal(10), ge=0, le=3600)
 
 
 def _registered(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
