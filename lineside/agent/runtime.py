@@ -305,6 +305,7 @@ class Agent(LedgerWriter):
             "problems": problems,
             "version": __version__,
             "broker": {"connected": connected, "down_s": round(broker_down_s, 1)},
+            "disk": self.metrics.writes.rates(),
             "devices": {
                 name: {
                     "up": s.up,
@@ -327,7 +328,7 @@ class Agent(LedgerWriter):
         self.metrics.backlog.set(status.get("backlog", 0))
         self.metrics.oldest.set(status.get("oldest_unsent_age_s") or 0)
         self.metrics.held.set(held)
-        self.metrics.ledger_bytes.set(size)
+        self.metrics.account_disk(time.monotonic(), size)
         if self.sync is not None:
             self.metrics.published.set(self.sync.counters()["messages_published"])
             self.metrics.broker_up.set(1 if self.sync.connected else 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 from lineside.agent.alerts import alert_fields
 from lineside.agent.commands import Command, Notice, Result, is_reading
 from lineside.agent.config import LoadedConfig
+from lineside.agent.diskuse import free_bytes
 from lineside.agent.handlers import Ledger, ledger_failure
 from lineside.agent.interpret import Ignored, ScanPlace, ScanRejected, reading_command, scan_command
 from lineside.agent.ledger.outbox import is_disk_full
@@ -226,15 +226,6 @@ class LedgerWriter:
 # Below this much free space a failing write is the disk being full, whatever SQLite calls
 # it (a -shm or WAL file that cannot grow can read as an I/O error).
 FULL_BELOW_BYTES = 1 << 20
-
-
-def free_bytes(data_dir: Path) -> int | None:
-    """What the service user may still write on data_dir's filesystem, or None if unknown."""
-    try:
-        found = os.statvfs(data_dir)
-    except OSError:
-        return None
-    return found.f_bavail * found.f_frsize
 
 
 def disk_full(exc: sqlite3.Error, data_dir: Path) -> bool:

@@ -13,7 +13,7 @@ from lineside.agent.writer import ledger_trouble, what_to_do
 
 def _error(message: str, code: int) -> sqlite3.OperationalError:
     exc = sqlite3.OperationalError(message)
-    exc.sqlite_errorcode = code  # type: ignore[attr-defined]
+    exc.sqlite_errorcode = code
     return exc
 
 
