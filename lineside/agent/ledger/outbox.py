@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from lineside.agent.ledger.outbox_pages import PAGE_ROWS, PageReader, TxMessage, tx_message
+from lineside.agent.ledger.outbox_pages import (
+    PAGE_ROWS,
+    TX_JSON,
+    PageReader,
+    TxMessage,
+    tx_message,
+)
 from lineside.agent.ledger.store import connect, iso, meta, set_meta
 
 log = logging.getLogger("lineside.sync")
@@ -197,7 +203,8 @@ def _payloads(conn: sqlite3.Connection, first_id: int, last_id: int) -> list[str
     return [
         str(r[0])
         for r in conn.execute(
-            "SELECT payload FROM outbox WHERE stream = 'tx' AND id BETWEEN ? AND ? ORDER BY id",
+            f"SELECT {TX_JSON} FROM outbox AS o WHERE stream = 'tx' AND id BETWEEN ? AND ?"
+            " ORDER BY id",
             (first_id, last_id),
         )
     ]

@@ -147,7 +147,36 @@ def _m003_held_per_occurrence(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS idx_held_key")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_ledger, _m002_sync, _m003_held_per_occurrence)
+def _m004_lean_rows(db: sqlite_utils.Database) -> None:
+    """A 'tx' outbox row points at its journal row (tx: the journal seq) instead of holding
+    the transaction's JSON again: its payload is '' and the publisher has SQLite build the
+    JSON from the journal row (outbox_pages.TX_JSON). A row whose stored JSON is not what
+    SQLite would build (text that JSON escapes) keeps it, so a converted ledger publishes
+    and replays the same bytes as before. The journal's event index and the outbox's
+    unsent-id index go: no query reads them (every unsent read names its stream, which
+    outbox_unsent_stream serves), and each was one more b-tree to write per row."""
+    db.execute("ALTER TABLE outbox ADD COLUMN tx INTEGER")
+    db.execute(
+        "UPDATE outbox SET tx = (SELECT seq FROM journal WHERE id = outbox.payload ->> '$.id')"
+        " WHERE stream = 'tx'"
+    )
+    db.execute(
+        "UPDATE outbox SET payload = '' WHERE stream = 'tx' AND tx IS NOT NULL AND payload = ("
+        "SELECT json_object('id', j.id, 'ts', j.ts, 'kind', j.kind, 'item', j.item,"
+        " 'location', j.location, 'qty', j.qty, 'uom', j.uom, 'lot', NULLIF(j.lot, ''),"
+        " 'order', j.order_no, 'work_center', j.work_center, 'cost', j.cost, 'cause', j.cause)"
+        " FROM journal AS j WHERE j.seq = outbox.tx)"
+    )
+    db.execute("DROP INDEX IF EXISTS idx_journal_event")
+    db.execute("DROP INDEX IF EXISTS outbox_unsent")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _m001_ledger,
+    _m002_sync,
+    _m003_held_per_occurrence,
+    _m004_lean_rows,
+)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
