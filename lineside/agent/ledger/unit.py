@@ -16,7 +16,7 @@ from lineside.agent.domain.backflush import Carry, Move
 from lineside.agent.domain.model import NO_LOT, LotBalance
 from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.registers import Registers
-from lineside.agent.ledger.store import Posting, iso, move_transaction, uuid4_strings
+from lineside.agent.ledger.store import Posting, iso, move_transaction, uuid7_strings
 
 # Built once: json.dumps with separators= would build a new encoder for every row.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
@@ -142,7 +142,7 @@ class UnitOfWork(Registers):
         """Apply moves (each with its item's unit) to stock, journal them and announce them
         in the outbox, in order; returns the transactions as the MQTT contract has them."""
         ts = iso(posting.ts)
-        ids = uuid4_strings(len(moves))
+        ids = uuid7_strings(len(moves))
         payloads = [
             move_transaction(ids[n], ts, move, uom, posting) for n, (move, uom) in enumerate(moves)
         ]
