@@ -164,4 +164,3 @@ def test_transaction_ids_are_time_ordered_uuids() -> None:
         assert value.version == 7 and value.variant == uuid.RFC_4122 and str(value) == text
         assert before <= value.int >> 80 <= after  # the first 48 bits: Unix milliseconds
     assert made[-1][:13] >= made[0][:13]  # later ids sort after earlier ones
-
