@@ -140,3 +140,23 @@ def test_a_ledger_of_the_previous_schema_is_converted_in_place(
         assert not {"idx_journal_event", "outbox_unsent"} & names
     finally:
         conn.close()
+
+
+def test_a_message_whose_journal_rows_are_gone_is_not_replayed(ledger: Ledger) -> None:
+    """Retention may prune acknowledged journal rows: a replay leaves such a message out
+    (its bytes can no longer be the same) rather than send it short or with nulls."""
+    _post(ledger)
+    conn = ledger.conn
+    sent = PageReader(conn, "press-3", 5).read(0, 1, 2)
+    conn.executemany(
+        "INSERT INTO messages (seq, first_id, last_id, count, created_ts)"
+        " VALUES (?, ?, ?, ?, '2026-01-05T06:00:00.000Z')",
+        [(m.seq, m.first_id, m.last_id, m.count) for m in sent],
+    )
+    pointed = conn.execute(
+        "SELECT tx FROM outbox WHERE id BETWEEN ? AND ? AND payload = '' LIMIT 1",
+        (sent[1].first_id, sent[1].last_id),
+    ).fetchone()
+    assert pointed is not None
+    conn.execute("DELETE FROM journal WHERE seq = ?", pointed)
+    assert [m.payload for m in stored_messages(conn, "press-3", 1, 2)] == [sent[0].payload]

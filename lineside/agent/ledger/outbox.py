@@ -200,6 +200,8 @@ class OutboxStore:
 
 
 def _payloads(conn: sqlite3.Connection, first_id: int, last_id: int) -> list[str]:
+    """The transactions' JSON of the 'tx' rows first_id..last_id; a row whose journal row
+    is gone (pruned) has none, so the message no longer counts as whole."""
     return [
         str(r[0])
         for r in conn.execute(
@@ -207,6 +209,7 @@ def _payloads(conn: sqlite3.Connection, first_id: int, last_id: int) -> list[str
             " ORDER BY id",
             (first_id, last_id),
         )
+        if r[0] is not None
     ]
 
 
