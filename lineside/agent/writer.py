@@ -229,10 +229,12 @@ FULL_BELOW_BYTES = 1 << 20
 
 
 def disk_full(exc: sqlite3.Error, data_dir: Path) -> bool:
-    """SQLite's SQLITE_FULL (the ledger never sets a page limit: ENOSPC), or any failing
-    write on a filesystem with next to no space left."""
+    """SQLite's SQLITE_FULL (the ledger never sets a page limit: ENOSPC), or an I/O error
+    on a filesystem with next to no space left."""
     if is_disk_full(exc):
         return True
+    if (exc.sqlite_errorcode or 0) & 0xFF != sqlite3.SQLITE_IOERR:
+        return False
     free = free_bytes(data_dir)
     return free is not None and free < FULL_BELOW_BYTES
 

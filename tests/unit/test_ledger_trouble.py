@@ -36,7 +36,13 @@ def test_an_io_error_on_a_filesystem_with_no_space_left_is_the_disk_full(
     assert what_to_do(exc, tmp_path) == f"Free disk space on {tmp_path}."
 
 
-def test_other_failures_keep_sqlites_words(tmp_path: Path) -> None:
+def test_other_failures_keep_sqlites_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     busy = _error("database is locked", sqlite3.SQLITE_BUSY)
     assert ledger_trouble(busy, tmp_path) == "database is locked"
     assert "write lock" in what_to_do(busy, tmp_path)
+    monkeypatch.setattr(writer, "free_bytes", lambda _: 4096)  # a lock is a lock, even so
+    assert ledger_trouble(busy, tmp_path) == "database is locked"
+    io = _error("disk I/O error", sqlite3.SQLITE_IOERR_WRITE)
+    monkeypatch.setattr(writer, "free_bytes", lambda _: 10**9)  # space left: a failing disk
+    assert ledger_trouble(io, tmp_path) == "disk I/O error"
+    assert "failing" in what_to_do(io, tmp_path)
