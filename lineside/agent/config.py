@@ -182,6 +182,13 @@ class MeterConfig(Model):
 HOST_PORT = r"^[^:\s]*:[0-9]{1,5}$"
 
 
+class LedgerConfig(Model):
+    # 0 would prune a transaction the moment the broker took it, before anyone could ask
+    # for a report of it: the least is 0.01 days (14.4 minutes).
+    keep_days: Decimal = Field(default=Decimal(90), ge=Decimal("0.01"), le=36500)
+    archive_dir: OptionalPath = None
+
+
 class HealthConfig(Model):
     listen: str = Field(default="127.0.0.1:9750", pattern=HOST_PORT)
     broker_down_after_s: int = Field(default=120, ge=1, le=86_400)
@@ -235,6 +242,7 @@ class SparkplugConfig(Model):
 class LinesideConfig(Model):
     gateway: GatewayConfig
     mqtt: MqttConfig = MqttConfig()
+    ledger: LedgerConfig = LedgerConfig()
     # Stock locations besides the work centers' own (stores, quarantine): receipts and
     # counts to any other location are refused.
     locations: list[Annotated[str, Field(pattern=NAME, max_length=128)]] = []

@@ -79,6 +79,9 @@ class Metrics(Registry):
             "lineside_slow_polls", "Polls that took longer than poll_ms", labels=("device",)
         )
         self.ledger_bytes = self.gauge("lineside_ledger_bytes", "Ledger size on disk")
+        self.pruned = self.counter(
+            "lineside_pruned_rows", "Journal rows and request ids pruned by retention"
+        )
         self.write_batches = self.counter("lineside_ledger_batches", "Ledger write transactions")
         self.write_errors = self.counter(
             "lineside_ledger_write_errors", "Ledger writes that failed (disk full, I/O)"

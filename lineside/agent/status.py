@@ -11,7 +11,12 @@ from typing import Any
 from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Ledger
 from lineside.agent.ledger.outbox_status import sync_status
-from lineside.agent.ledger.queries import active_orders, counter_values, waiting_held
+from lineside.agent.ledger.queries import (
+    active_orders,
+    counter_values,
+    oldest_kept,
+    waiting_held,
+)
 from lineside.agent.tables import render
 
 
@@ -65,6 +70,7 @@ def gather(loaded: LoadedConfig, ledger: Ledger, now: datetime) -> dict[str, Any
         "active_orders": orders,
         "held": held,
         "sync": sync,
+        "journal_oldest_ts": oldest_kept(ledger.conn),
     }
 
 
@@ -88,6 +94,7 @@ def render_status(data: dict[str, Any]) -> str:
         + f"; outbox backlog {sync['backlog']} (oldest {sync['oldest_unsent_age_s'] or 0:.0f} s)"
         + f"; last sync {sync['last_ack_ts'] or 'never'}; next seq {sync['next_seq']}"
     )
+    lines.append(f"journal: oldest row kept {data.get('journal_oldest_ts') or 'none'}")
     devices = [
         {
             "device": d["device"],

@@ -24,10 +24,11 @@ SECONDS = arg("--seconds", type=decimal_arg, help="stop by itself after this lon
 
 @command("check", "validate a config file without touching devices", config)
 def _run_check(args: argparse.Namespace) -> int:
+    from lineside.agent.ledger.retention import archive_problems
     from lineside.agent.sync.client import check_files, file_warnings
 
     loaded = load_config(args)
-    errors = check_files(loaded)
+    errors = check_files(loaded) + archive_problems(loaded)
     if errors:
         raise ConfigInvalid(errors)
     cfg = loaded.config
