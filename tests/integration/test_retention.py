@@ -12,6 +12,7 @@ import subprocess
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -36,6 +37,8 @@ from lineside.agent.ledger.retention import (
     archive_problems,
     prune_history,
 )
+from lineside.agent.metrics import Metrics
+from lineside.agent.sync.store_loop import PRUNE_EVERY_S, PRUNE_PAUSE_S, StoreLoop
 from tests.conftest import StepClock, write_config
 from tests.unit.test_sync_publisher import FakeTransport, Harness
 
@@ -320,3 +323,36 @@ def test_keep_days_bounds_and_archive_dir_checks(tmp_path: Path) -> None:
     fine = load(write_config(tmp_path, base + "ledger: {keep_days: 0.5, archive_dir: a/b}\n"))
     assert archive_problems(fine) == [] and fine.config.ledger.keep_days == Decimal("0.5")
     assert not (tmp_path / "a").exists()  # check creates nothing
+
+
+def test_the_store_thread_prunes_in_batches_with_pauses_then_waits_an_hour(
+    tmp_path: Path,
+) -> None:
+    ledger = new_ledger(tmp_path)
+    receive(ledger, "HEAT-1", "100000")
+    start(ledger, "ORD-1")
+    for n in range(60):
+        complete(ledger, 1, n)  # 1 completion and 3 backflushes each
+    deliver(ledger.conn)
+    later = ledger.clock.now + timedelta(days=100)  # type: ignore[attr-defined]
+    shared = SimpleNamespace(
+        mqtt=SimpleNamespace(retention_days=Decimal(7)),
+        clock=lambda: later,
+        retention=Retention(KEEP),
+        pruner=Pruner(batch_rows=40),
+    )
+    loop = StoreLoop(shared, lambda force: None)  # type: ignore[arg-type]
+    full = (journal_rows(ledger.conn) - 1) // 40
+    assert full >= 3
+    waits = [loop._prune(ledger.conn) for _ in range(full + 2)]
+    assert waits == [PRUNE_PAUSE_S] * full + [PRUNE_EVERY_S] * 2  # the next round: nothing
+    assert journal_rows(ledger.conn) == 1
+    # Each round pruned the delivered outbox rows first (the newest kept), as before.
+    tx_rows = ledger.conn.execute("SELECT COUNT(*) FROM outbox WHERE stream = 'tx'")
+    assert tx_rows.fetchone()[0] == 1
+
+
+def test_pruned_rows_are_counted_in_the_metrics() -> None:
+    metrics = Metrics()
+    metrics.pruned.inc(3)
+    assert b"lineside_pruned_rows_total 3.0" in metrics.render()

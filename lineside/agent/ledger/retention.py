@@ -240,14 +240,17 @@ def archive_problems(loaded: LoadedConfig) -> list[ConfigError]:
 class Pruner:
     """The store thread's retention: a batch per call, what stops it logged once."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_rows: int = BATCH_ROWS) -> None:
+        self.batch_rows = batch_rows
         self.pruned = 0  # journal rows and request ids, for lineside_pruned_rows_total
         self._problem: str | None = None
 
     def batch(self, conn: sqlite3.Connection, retention: Retention, now: datetime) -> bool:
         """Prune one batch; True when there may be more to prune at once."""
         try:
-            done = prune_history(conn, retention.keep_days, now, retention.archive_dir)
+            done = prune_history(
+                conn, retention.keep_days, now, retention.archive_dir, self.batch_rows
+            )
         except ArchiveFailed as exc:
             if self._problem != str(exc):
                 log.error("retention: nothing pruned until the archive can be written: %s", exc)
@@ -257,4 +260,4 @@ class Pruner:
             log.warning("retention: the archive can be written again, pruning resumes")
             self._problem = None
         self.pruned += sum(done)
-        return max(done) >= BATCH_ROWS
+        return max(done) >= self.batch_rows
