@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lineside.agent import reports
+from lineside.agent import reports, status
 from lineside.agent.bootstrap import open_ledger
 from lineside.agent.commands import (
     Complete,
@@ -356,3 +356,15 @@ def test_pruned_rows_are_counted_in_the_metrics() -> None:
     metrics = Metrics()
     metrics.pruned.inc(3)
     assert b"lineside_pruned_rows_total 3.0" in metrics.render()
+
+
+def test_status_names_the_oldest_journal_row_kept(tmp_path: Path) -> None:
+    loaded = load(write_config(tmp_path))
+    ledger = open_ledger(loaded, StepClock())
+    first_half(ledger)
+    deliver(ledger.conn)
+    prune_all(ledger)
+    newest = ledger.conn.execute("SELECT ts FROM journal").fetchone()[0]
+    data = status.gather(loaded, ledger, ledger.clock())
+    assert data["journal_oldest_ts"] == newest
+    assert f"journal: oldest row kept {newest}" in status.render_status(data).splitlines()
