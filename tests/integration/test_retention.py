@@ -326,7 +326,7 @@ def test_keep_days_bounds_and_archive_dir_checks(tmp_path: Path) -> None:
 
 
 def test_the_store_thread_prunes_in_batches_with_pauses_then_waits_an_hour(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ledger = new_ledger(tmp_path)
     receive(ledger, "HEAT-1", "100000")
@@ -344,9 +344,11 @@ def test_the_store_thread_prunes_in_batches_with_pauses_then_waits_an_hour(
     loop = StoreLoop(shared, lambda force: None)  # type: ignore[arg-type]
     full = (journal_rows(ledger.conn) - 1) // 40
     assert full >= 3
-    waits = [loop._prune(ledger.conn) for _ in range(full + 2)]
+    with caplog.at_level(logging.INFO, "lineside.retention"):
+        waits = [loop._prune(ledger.conn) for _ in range(full + 2)]
     assert waits == [PRUNE_PAUSE_S] * full + [PRUNE_EVERY_S] * 2  # the next round: nothing
     assert journal_rows(ledger.conn) == 1
+    assert len([r for r in caplog.records if "journal rows and" in r.getMessage()]) == 1
     # Each round pruned the delivered outbox rows first (the newest kept), as before.
     tx_rows = ledger.conn.execute("SELECT COUNT(*) FROM outbox WHERE stream = 'tx'")
     assert tx_rows.fetchone()[0] == 1

@@ -83,14 +83,6 @@ def prune_history(
             "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE ts < ? LIMIT ?)",
             (cutoff, limit),
         ).rowcount
-    if batch or keys:
-        log.info(
-            "retention: pruned %d journal rows (up to %s) and %d request ids older than %s",
-            len(batch),
-            batch[-1]["ts"] if batch else "-",
-            keys,
-            cutoff,
-        )
     return len(batch), keys
 
 
@@ -137,7 +129,9 @@ def _fold_genealogy(conn: sqlite3.Connection, batch: Sequence[sqlite3.Row]) -> N
         if row["order_no"] is None or row["kind"] not in GENEALOGY_KINDS:
             continue
         key = (row["order_no"], row["item"], row["lot"])
-        entry = sums.get(key) or sums.setdefault(key, _summary_entry(conn, key, row))
+        entry = sums.get(key)
+        if entry is None:
+            entry = sums[key] = _summary_entry(conn, key, row)
         entry["qty"] += Decimal(row["qty"])
         entry.update(uom=row["uom"], work_center=row["work_center"], last_ts=row["ts"])
     conn.executemany(
@@ -238,11 +232,13 @@ def archive_problems(loaded: LoadedConfig) -> list[ConfigError]:
 
 
 class Pruner:
-    """The store thread's retention: a batch per call, what stops it logged once."""
+    """The store thread's retention: a batch per call, one log line per round, and what
+    stops it logged once."""
 
     def __init__(self, batch_rows: int = BATCH_ROWS) -> None:
         self.batch_rows = batch_rows
         self.pruned = 0  # journal rows and request ids, for lineside_pruned_rows_total
+        self._round = [0, 0]  # journal rows and request ids of the round under way
         self._problem: str | None = None
 
     def batch(self, conn: sqlite3.Connection, retention: Retention, now: datetime) -> bool:
@@ -260,4 +256,13 @@ class Pruner:
             log.warning("retention: the archive can be written again, pruning resumes")
             self._problem = None
         self.pruned += sum(done)
-        return max(done) >= self.batch_rows
+        self._round = [self._round[0] + done[0], self._round[1] + done[1]]
+        more = max(done) >= self.batch_rows
+        if not more and any(self._round):
+            log.info(
+                "retention: pruned %d journal rows and %d request ids older than %s days",
+                *self._round,
+                retention.keep_days,
+            )
+            self._round = [0, 0]
+        return more
