@@ -9,6 +9,7 @@ import json
 import logging
 import sqlite3
 import subprocess
+import sys
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -370,3 +371,26 @@ def test_status_names_the_oldest_journal_row_kept(tmp_path: Path) -> None:
     data = status.gather(loaded, ledger, ledger.clock())
     assert data["journal_oldest_ts"] == newest
     assert f"journal: oldest row kept {newest}" in status.render_status(data).splitlines()
+
+
+def test_report_genealogy_prints_the_same_for_a_pruned_lot(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    ledger = open_ledger(load(config), StepClock())
+    first_half(ledger)
+    second_half(ledger)
+
+    def report(*what: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "lineside.agent.cli", "report", "genealogy", "-c", str(config),
+             *what],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stdout
+
+    asks = [("--lot", "HEAT-1"), ("--lot", "HEAT-2"), ("--order", "ORD-1"), ("--order", "ORD-2")]
+    before = [report(*ask) for ask in asks] + [report(*asks[0], "--json")]
+    deliver(ledger.conn)
+    prune_all(ledger)
+    assert journal_rows(ledger.conn) == 1
+    assert [report(*ask) for ask in asks] + [report(*asks[0], "--json")] == before
+    assert "ORD-1" in before[0] and "HEAT-1" in before[2]
