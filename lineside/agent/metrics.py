@@ -86,6 +86,9 @@ class Metrics(Registry):
             "Bytes this process has written to storage since it started (/proc/self/io)",
         )
         self.writes = WriteAccount()
+        self.pruned = self.counter(
+            "lineside_pruned_rows", "Journal rows and request ids pruned by retention"
+        )
         self.write_batches = self.counter("lineside_ledger_batches", "Ledger write transactions")
         self.write_errors = self.counter(
             "lineside_ledger_write_errors", "Ledger writes that failed (disk full, I/O)"

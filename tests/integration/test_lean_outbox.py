@@ -1,4 +1,4 @@
-"""The outbox as a thin pointer to the journal (schema m004): the published bytes stay
+"""The outbox as a thin pointer to the journal (schema m005): the published bytes stay
 those the outbox held before, for new ledgers and for ledgers converted in place."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _post(ledger: Ledger) -> None:
 
 
 def _as_python_wrote_it(conn: sqlite3.Connection) -> dict[int, str]:
-    """Every 'tx' row's transaction as the writer's encoder wrote it (before m004), by id."""
+    """Every 'tx' row's transaction as the writer's encoder wrote it (before m005), by id."""
     conn.row_factory = sqlite3.Row
     try:
         journal = {r["seq"]: r for r in conn.execute("SELECT * FROM journal")}
@@ -88,9 +88,9 @@ def test_new_rows_point_at_the_journal_and_publish_the_same_bytes(ledger: Ledger
         assert [m.payload for m in stored_messages(conn, "press-3", 1, 0)] == []
 
 
-def _downgrade_to_v3(db: Path) -> None:
-    """The ledger as schema version 3 left it: the JSON in every row, no pointer column,
-    the indexes m004 drops."""
+def _downgrade_to_v4(db: Path) -> None:
+    """The ledger as schema version 4 left it: the JSON in every row, no pointer column,
+    the indexes m005 drops."""
     with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as conn:
         python = _as_python_wrote_it(conn)
         conn.execute("BEGIN")
@@ -100,7 +100,7 @@ def _downgrade_to_v3(db: Path) -> None:
         conn.execute("ALTER TABLE outbox DROP COLUMN tx")
         conn.execute('CREATE INDEX "idx_journal_event" ON "journal" ("event")')
         conn.execute("CREATE INDEX outbox_unsent ON outbox(id) WHERE sent_ts IS NULL")
-        conn.execute("PRAGMA user_version = 3")
+        conn.execute("PRAGMA user_version = 4")
         conn.execute("COMMIT")
 
 
@@ -117,9 +117,9 @@ def test_a_ledger_of_the_previous_schema_is_converted_in_place(
         [(m.seq, m.first_id, m.last_id, m.count) for m in sent],
     )
     ledger.conn.close()
-    _downgrade_to_v3(db)
+    _downgrade_to_v4(db)
     with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as old:
-        assert old.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert old.execute("PRAGMA user_version").fetchone()[0] == 4
         stored = dict(old.execute("SELECT id, payload FROM outbox WHERE stream = 'tx'"))
     conn = connect(db)  # migrates to the current version
     try:

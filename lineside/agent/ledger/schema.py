@@ -147,7 +147,21 @@ def _m003_held_per_occurrence(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS idx_held_key")
 
 
-def _m004_lean_rows(db: sqlite_utils.Database) -> None:
+def _m004_retention(db: sqlite_utils.Database) -> None:
+    """What outlives the journal rows retention prunes: per order, item and lot, the sum
+    of the consumption (and reversals) the genealogy report adds up, with the unit and
+    work center of its last row and the seq and ts of its first and last. Filled when rows
+    are pruned, never on the hot path; the lot index answers `genealogy --lot`."""
+    db.execute(
+        "CREATE TABLE genealogy (order_no TEXT NOT NULL, item TEXT NOT NULL, lot TEXT NOT NULL,"
+        " qty TEXT NOT NULL, uom TEXT NOT NULL, work_center TEXT, first_seq INTEGER NOT NULL,"
+        " first_ts TEXT NOT NULL, last_ts TEXT NOT NULL, PRIMARY KEY (order_no, item, lot))"
+        " WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX genealogy_lot ON genealogy(lot)")
+
+
+def _m005_lean_rows(db: sqlite_utils.Database) -> None:
     """A 'tx' outbox row points at its journal row (tx: the journal seq) instead of holding
     the transaction's JSON again: its payload is '' and the publisher has SQLite build the
     JSON from the journal row (outbox_pages.TX_JSON). A row whose stored JSON is not what
@@ -175,7 +189,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m001_ledger,
     _m002_sync,
     _m003_held_per_occurrence,
-    _m004_lean_rows,
+    _m004_retention,
+    _m005_lean_rows,
 )
 
 
