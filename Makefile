@@ -38,7 +38,7 @@ soak: $(STAMP)
 	$(PY) bench/soak.py $(SOAK_ARGS)
 
 # The Sparkplug payload descriptor, from Tahu's .proto (needs protoc: apt-get install protobuf-compiler).
-SPB := lineside/agent/sparkplug/proto
+SPB := lineside/agent/sparkplug/vendor
 sparkplug-descriptor: $(STAMP)
 	protoc --descriptor_set_out=/dev/stdout -I $(SPB) $(SPB)/sparkplug_b.proto \
 		| $(PY) -m lineside.agent.sparkplug.codec > $(SPB)/sparkplug_b.txtpb

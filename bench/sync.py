@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sqlite3
 import sys
@@ -32,7 +31,7 @@ from common import cpu_seconds, stat_cpu_seconds
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lineside.agent.config import load
-from lineside.agent.ledger.outbox_pages import tx_message
+from lineside.agent.ledger.outbox_pages import PageReader
 from lineside.agent.ledger.store import connect
 from lineside.agent.sync import Sync
 
@@ -45,27 +44,23 @@ def broker_module() -> Any:
 
 
 def fill_outbox(conn: sqlite3.Connection, n: int) -> None:
-    """n realistic transaction payloads, written as the ledger writes them (one commit here)."""
+    """n realistic transactions, written as the ledger writes them (one commit here): the
+    journal row, and an outbox row that points at it (payload '': rebuilt when published)."""
     conn.execute("BEGIN IMMEDIATE")
-    rows = (
-        (
-            json.dumps(
-                {
-                    "id": str(uuid.uuid4()), "ts": "2026-01-05T06:00:00.000Z",
-                    "kind": "backflush", "item": f"C{i % 20:02d}", "location": "LINE-3",
-                    "qty": "-0.875", "uom": "kg", "lot": None, "order": "PO-4711",
-                    "work_center": "PRESS-3", "cost": "-1.09375",
-                    "cause": f"plc3.good:{i}->{i + 1}",
-                },
-                separators=(",", ":"),
-            ),
-        )
-        for i in range(n)
-    )
+    ts = "2026-01-05T06:00:00.000Z"
     conn.executemany(
-        "INSERT INTO outbox (stream, payload, created_ts)"
-        " VALUES ('tx', ?, '2026-01-05T06:00:00.000Z')",
-        rows,
+        "INSERT INTO journal (id, ts, kind, item, location, lot, qty, uom, order_no,"
+        " work_center, cost, cause, event) VALUES (?, ?, 'backflush', ?, 'LINE-3', '',"
+        " '-0.875', 'kg', 'PO-4711', 'PRESS-3', '-1.09375', ?, ?)",
+        (
+            (str(uuid.uuid4()), ts, f"C{i % 20:02d}", f"plc3.good:{i}->{i + 1}", f"e{i}")
+            for i in range(n)
+        ),
+    )
+    first = conn.execute("SELECT last_insert_rowid()").fetchone()[0] - n + 1
+    conn.executemany(
+        "INSERT INTO outbox (stream, payload, created_ts, tx) VALUES ('tx', '', ?, ?)",
+        ((ts, first + i) for i in range(n)),
     )
     conn.execute("COMMIT")
 
@@ -184,8 +179,7 @@ def one_round(tmp: Path, port: int, broker_pid: int, args: argparse.Namespace,
     db = tmp / "data" / "ledger.sqlite"
     conn = connect(db)
     fill_outbox(conn, args.n)
-    first = conn.execute("SELECT payload FROM outbox ORDER BY id LIMIT ?", (args.batch,))
-    payload = tx_message("bench", 1, [r[0] for r in first])  # a real message's bytes
+    payload = PageReader(conn, "bench", args.batch).read(0, 1, 1)[0].payload  # a real one
     raw = raw_paho(port, payload, messages, args.inflight, broker_pid)
     lineside = drain(config, db, messages, broker_pid)
     unsent = conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_ts IS NULL").fetchone()[0]

@@ -51,7 +51,9 @@ def is_reading(command: Command) -> TypeGuard[CounterReading | MeterReading]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Receive(Command):
+class StockCommand(Command):
+    """A quantity of an item at a location, maybe of one lot."""
+
     item: str
     qty: Decimal
     location: str
@@ -59,11 +61,13 @@ class Receive(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Count(Command):
-    item: str
-    qty: Decimal
-    location: str
-    lot: str | None = None
+class Receive(StockCommand):
+    """Stock that arrived: qty is added."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Count(StockCommand):
+    """A cycle count: qty is what is there, the difference becomes an adjustment."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,15 +89,21 @@ class Reverse(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PutItem(Command):
+class PutMaster(Command):
+    """Master data over MQTT: one entry of the config's, by its item code."""
+
     item: str
-    data: dict[str, Any]  # the keys of an items: entry in the config
+    data: dict[str, Any]  # the keys of the entry in the config
 
 
 @dataclass(frozen=True, kw_only=True)
-class PutBom(Command):
-    item: str
-    data: dict[str, Any]  # the keys of a boms: entry in the config
+class PutItem(PutMaster):
+    """An item, as under items: in the config."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PutBom(PutMaster):
+    """A BOM, as under boms: in the config."""
 
 
 @dataclass(frozen=True, kw_only=True)

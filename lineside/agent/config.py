@@ -182,6 +182,13 @@ class MeterConfig(Model):
 HOST_PORT = r"^[^:\s]*:[0-9]{1,5}$"
 
 
+class LedgerConfig(Model):
+    # 0 would prune a transaction the moment the broker took it, before anyone could ask
+    # for a report of it: the least is 0.01 days (14.4 minutes).
+    keep_days: Decimal = Field(default=Decimal(90), ge=Decimal("0.01"), le=36500)
+    archive_dir: OptionalPath = None
+
+
 class HealthConfig(Model):
     listen: str = Field(default="127.0.0.1:9750", pattern=HOST_PORT)
     broker_down_after_s: int = Field(default=120, ge=1, le=86_400)
@@ -243,6 +250,7 @@ class SparkplugConfig(Model):
 class LinesideConfig(Model):
     gateway: GatewayConfig
     mqtt: MqttConfig = MqttConfig()
+    ledger: LedgerConfig = LedgerConfig()
     # Stock locations besides the work centers' own (stores, quarantine): receipts and
     # counts to any other location are refused.
     locations: list[Annotated[str, Field(pattern=NAME, max_length=128)]] = []
@@ -321,10 +329,12 @@ def read_file(path: str | Path) -> str:
         raise ConfigInvalid([ConfigError(str(path), 1, "(file)", f"cannot read: {exc}")]) from None
 
 
-def read_sections(text: str, name: str) -> tuple[Source, dict[str, Any], list[ConfigError]]:
+def read_sections(
+    text: str, name: str, *, empty_ok: bool = False
+) -> tuple[Source, dict[str, Any], list[ConfigError]]:
     """A config file's YAML as a mapping of sections with its line numbers, and the errors
     found so far (duplicate keys); raises ConfigInvalid when it is too big, not YAML or
-    not a mapping."""
+    not a mapping (an empty file is an empty mapping where empty_ok)."""
     if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8")) > MAX_FILE_BYTES:
         message = f"larger than {MAX_FILE_BYTES} bytes (1 MiB), the limit of a config file"
         raise ConfigInvalid([ConfigError(name, 1, "(file)", message)])
@@ -340,6 +350,8 @@ def read_sections(text: str, name: str) -> tuple[Source, dict[str, Any], list[Co
         ConfigError(name, line, format_path(key), f"duplicate key (first given on line {first})")
         for key, line, first in source.duplicates
     ]
+    if source.data is None and empty_ok:
+        source.data = {}
     if not isinstance(source.data, dict):
         errors.append(ConfigError(name, 1, "(top level)", "must be a mapping of sections"))
         raise ConfigInvalid(errors)

@@ -12,6 +12,7 @@ from types import FrameType
 from lineside.agent import logs
 from lineside.agent.config import ConfigInvalid, LinesideConfig, LoadedConfig, load
 from lineside.agent.health import HealthServer
+from lineside.agent.ledger.retention import archive_problems
 from lineside.agent.notify import Notifier
 from lineside.agent.runtime import Agent
 from lineside.agent.sync.client import SyncSetupError, check_files
@@ -124,7 +125,7 @@ class Daemon:
         when it is refused."""
         try:
             loaded = load(self.agent.loaded.path)
-            errors = check_files(loaded)
+            errors = check_files(loaded) + archive_problems(loaded)
         except ConfigInvalid as exc:
             _refused(exc.errors)
             return None

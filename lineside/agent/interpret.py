@@ -72,25 +72,13 @@ def scan_command(
     instant (a batch scanner emptying its memory) are two receipts, not one.
     """
     if place is None:
-        return ScanRejected("scan_rejected", "scanner has no work center", scan.device, scan.data)
+        return _rejected(scan, "scanner has no work center")
     meaning = interpret_scan(scan.data, gtin_to_item=gtin_to_item, order_prefix=place.order_prefix)
     key = f"scan:{scan.device}:{scan.ts.isoformat()}:{seq}"
     if isinstance(meaning, LotReceipt):
-        unit = UNIT_OF_AI.get(meaning.qty_ai[:3])
-        uom = uoms.get(meaning.item)
-        if unit is not None and uom != unit:
-            reason = (
-                f"label gives the quantity in {unit} ({meaning.qty_ai}) but {meaning.item}"
-                f" is stocked in {uom!r}"
-            )
-            return ScanRejected("scan_rejected", reason, scan.device, scan.data)
-        if meaning.qty_ai in COUNT_AIS and uom in MEASURE_UOMS:
-            reason = (
-                f"label gives a count of units ({meaning.qty_ai}) but {meaning.item} is"
-                f" stocked in {uom!r}: scan a net quantity label ((310n) kg, (315n) l) or"
-                " receive it by hand"
-            )
-            return ScanRejected("scan_rejected", reason, scan.device, scan.data)
+        problem = _unit_problem(meaning, uoms.get(meaning.item))
+        if problem is not None:
+            return _rejected(scan, problem)
         return Receive(
             key=key,
             ts=scan.ts,
@@ -103,7 +91,28 @@ def scan_command(
     if isinstance(meaning, OrderStart):
         return _order_start(key, scan, place, meaning)
     assert isinstance(meaning, Unusable)
-    return ScanRejected("scan_rejected", meaning.reason, scan.device, scan.data)
+    return _rejected(scan, meaning.reason)
+
+
+def _rejected(scan: Scan, reason: str) -> ScanRejected:
+    return ScanRejected("scan_rejected", reason, scan.device, scan.data)
+
+
+def _unit_problem(label: LotReceipt, uom: str | None) -> str | None:
+    """Why a label's quantity cannot be the item's (another unit, a count of a measure)."""
+    unit = UNIT_OF_AI.get(label.qty_ai[:3])
+    if unit is not None and uom != unit:
+        return (
+            f"label gives the quantity in {unit} ({label.qty_ai}) but {label.item}"
+            f" is stocked in {uom!r}"
+        )
+    if label.qty_ai in COUNT_AIS and uom in MEASURE_UOMS:
+        return (
+            f"label gives a count of units ({label.qty_ai}) but {label.item} is"
+            f" stocked in {uom!r}: scan a net quantity label ((310n) kg, (315n) l) or"
+            " receive it by hand"
+        )
+    return None
 
 
 def _order_start(
@@ -111,11 +120,11 @@ def _order_start(
 ) -> Command | ScanRejected:
     """A scanned order number carries no item: the order makes the work center's item."""
     if place.item is None:
-        reason = (
+        return _rejected(
+            scan,
             f"order {meaning.order} scanned, but work center {place.work_center} has no"
-            " default item: start it with `lineside order start` or order.start"
+            " default item: start it with `lineside order start` or order.start",
         )
-        return ScanRejected("scan_rejected", reason, scan.device, scan.data)
     return StartOrder(
         key=key,
         ts=scan.ts,

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from lineside.agent.diskuse import WriteAccount, process_written_bytes
+
 
 class Registry:
     """One process's registry and the families in it, rendered for /metrics."""
@@ -79,7 +81,23 @@ class Metrics(Registry):
             "lineside_slow_polls", "Polls that took longer than poll_ms", labels=("device",)
         )
         self.ledger_bytes = self.gauge("lineside_ledger_bytes", "Ledger size on disk")
+        self.disk_written = self.gauge(
+            "lineside_disk_written_bytes",
+            "Bytes this process has written to storage since it started (/proc/self/io)",
+        )
+        self.writes = WriteAccount()
+        self.pruned = self.counter(
+            "lineside_pruned_rows", "Journal rows and request ids pruned by retention"
+        )
         self.write_batches = self.counter("lineside_ledger_batches", "Ledger write transactions")
         self.write_errors = self.counter(
             "lineside_ledger_write_errors", "Ledger writes that failed (disk full, I/O)"
         )
+
+    def account_disk(self, at: float, ledger: int) -> None:
+        """The write gauges, and a sample of the recent write and growth rates."""
+        written = process_written_bytes()
+        self.ledger_bytes.set(ledger)
+        if written is not None:
+            self.disk_written.set(written)
+        self.writes.sample(at, written, ledger)

@@ -25,6 +25,7 @@ from lineside.agent.config import LoadedConfig
 from lineside.agent.handlers import Ledger
 from lineside.agent.ledger.outbox_status import ledger_bytes, sync_status
 from lineside.agent.ledger.queries import held_count
+from lineside.agent.ledger.retention import retention_of
 from lineside.agent.liveness import Loop, dead
 from lineside.agent.liveness import problem as dead_thread
 from lineside.agent.metrics import Metrics
@@ -95,6 +96,7 @@ class Agent(LedgerWriter):
         self.sparkplug: SparkplugNode | None = None
         self.ledger_error: str | None = None
         self.sync_error: str | None = None  # a sync that could not be started again
+        self._pruned_seen = 0  # the sync's rows_pruned already counted in the metrics
         self.writer_heartbeat = time.monotonic()
         self._supervisors: list[Supervisor] = []
         self._device_set: DeviceSet | None = None
@@ -162,6 +164,8 @@ class Agent(LedgerWriter):
         old, self.loaded = self.loaded, loaded
         if sync is not None:
             self._replace_sync(sync)
+        elif self.sync is not None:
+            self.sync.shared.retention = retention_of(loaded)  # the next round prunes by it
         if node_changed(old.config, loaded.config):
             self._stop_sparkplug()
             try:
@@ -174,7 +178,7 @@ class Agent(LedgerWriter):
     def _replace_sync(self, sync: Sync) -> None:
         assert self.sync is not None
         self.sync.stop()
-        self.sync = sync
+        self.sync, self._pruned_seen = sync, 0
         try:
             sync.start()
         except SyncSetupError as exc:  # the old threads hang on to the ledger's lock
@@ -305,6 +309,7 @@ class Agent(LedgerWriter):
             "problems": problems,
             "version": __version__,
             "broker": {"connected": connected, "down_s": round(broker_down_s, 1)},
+            "disk": self.metrics.writes.rates(),
             "devices": {
                 name: {
                     "up": s.up,
@@ -327,8 +332,11 @@ class Agent(LedgerWriter):
         self.metrics.backlog.set(status.get("backlog", 0))
         self.metrics.oldest.set(status.get("oldest_unsent_age_s") or 0)
         self.metrics.held.set(held)
-        self.metrics.ledger_bytes.set(size)
+        self.metrics.account_disk(time.monotonic(), size)
         if self.sync is not None:
-            self.metrics.published.set(self.sync.counters()["messages_published"])
+            counts = self.sync.counters()
+            self.metrics.published.set(counts["messages_published"])
+            self.metrics.pruned.inc(counts["rows_pruned"] - self._pruned_seen)
+            self._pruned_seen = counts["rows_pruned"]
             self.metrics.broker_up.set(1 if self.sync.connected else 0)
         return {**status, "held": held}

@@ -9,9 +9,15 @@ from datetime import datetime
 from typing import Any
 
 from lineside.agent.config import LoadedConfig
+from lineside.agent.diskuse import outlook, render_outlook
 from lineside.agent.handlers import Ledger
-from lineside.agent.ledger.outbox_status import sync_status
-from lineside.agent.ledger.queries import active_orders, counter_values, waiting_held
+from lineside.agent.ledger.outbox_status import ledger_bytes, sync_status
+from lineside.agent.ledger.queries import (
+    active_orders,
+    counter_values,
+    oldest_kept,
+    waiting_held,
+)
 from lineside.agent.tables import render
 
 
@@ -65,6 +71,8 @@ def gather(loaded: LoadedConfig, ledger: Ledger, now: datetime) -> dict[str, Any
         "active_orders": orders,
         "held": held,
         "sync": sync,
+        "disk": outlook((live or {}).get("disk"), ledger_bytes(ledger.conn), loaded.data_dir),
+        "journal_oldest_ts": oldest_kept(ledger.conn),
     }
 
 
@@ -88,6 +96,8 @@ def render_status(data: dict[str, Any]) -> str:
         + f"; outbox backlog {sync['backlog']} (oldest {sync['oldest_unsent_age_s'] or 0:.0f} s)"
         + f"; last sync {sync['last_ack_ts'] or 'never'}; next seq {sync['next_seq']}"
     )
+    lines.append(render_outlook(data["disk"]))
+    lines.append(f"journal: oldest row kept {data.get('journal_oldest_ts') or 'none'}")
     devices = [
         {
             "device": d["device"],

@@ -17,8 +17,10 @@ from pathlib import Path
 from lineside.agent.alerts import alert_fields
 from lineside.agent.commands import Command, Notice, Result, is_reading
 from lineside.agent.config import LoadedConfig
+from lineside.agent.diskuse import free_bytes
 from lineside.agent.handlers import Ledger, ledger_failure
 from lineside.agent.interpret import Ignored, ScanPlace, ScanRejected, reading_command, scan_command
+from lineside.agent.ledger.outbox import is_disk_full
 from lineside.agent.metrics import Metrics
 from lineside.agent.sync.service import Sync
 from lineside.drivers.base import DeviceStatus, Event, Reading, Scan
@@ -157,14 +159,15 @@ class LedgerWriter:
         """Disk full or I/O error: nothing was written, counters did not advance, so the
         PLC keeps the count. Readings are dropped (the next carries it); the rest waits."""
         self.metrics.write_errors.inc()
+        cause = ledger_trouble(exc, self.db_path.parent)
         if self.ledger_error is None:
             log.error(
                 "LEDGER NOT WRITABLE (%s): counters are not advancing; the PLCs keep "
                 "counting and nothing is lost. %s",
-                exc,
+                cause,
                 what_to_do(exc, self.db_path.parent),
             )
-        self.ledger_error = str(exc)
+        self.ledger_error = cause
         self._pending = [c for c in commands if c.key and not is_reading(c)][-10_000:]
         self._stop.wait(RETRY_S)
 
@@ -238,10 +241,35 @@ class LedgerWriter:
         return Notice(key="", ts=status.ts, kind=kind, fields=fields)
 
 
+# Below this much free space a failing write is the disk being full, whatever SQLite calls
+# it (a -shm or WAL file that cannot grow can read as an I/O error).
+FULL_BELOW_BYTES = 1 << 20
+
+
+def disk_full(exc: sqlite3.Error, data_dir: Path) -> bool:
+    """SQLite's SQLITE_FULL (the ledger never sets a page limit: ENOSPC), or an I/O error
+    on a filesystem with next to no space left."""
+    if is_disk_full(exc):
+        return True
+    if (exc.sqlite_errorcode or 0) & 0xFF != sqlite3.SQLITE_IOERR:
+        return False
+    free = free_bytes(data_dir)
+    return free is not None and free < FULL_BELOW_BYTES
+
+
+def ledger_trouble(exc: sqlite3.Error, data_dir: Path) -> str:
+    """What stops the ledger, named by its cause, for the log and /healthz."""
+    if disk_full(exc, data_dir):
+        free = free_bytes(data_dir)
+        left = "" if free is None else f", {free:,} bytes free"
+        return f"the disk is full: no space left on {data_dir}{left} ({exc})"
+    return str(exc)
+
+
 def what_to_do(exc: sqlite3.Error, data_dir: Path) -> str:
     """The advice for a ledger that cannot be written, by SQLite's primary error code."""
     code = (exc.sqlite_errorcode or 0) & 0xFF
-    if code == sqlite3.SQLITE_FULL:
+    if disk_full(exc, data_dir):
         return f"Free disk space on {data_dir}."
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return (

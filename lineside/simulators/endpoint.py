@@ -173,8 +173,15 @@ class TcpEndpoint:
                 return
             server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            server.bind((self._host, self._port))
-            server.listen(4)
+            try:
+                server.bind((self._host, self._port))
+                server.listen(4)
+            except OSError as exc:
+                server.close()
+                # OSError's own text names no address; whoever reads it needs the port.
+                raise OSError(
+                    exc.errno, f"cannot listen on {self._host}:{self._port}: {exc.strerror}"
+                ) from None
             server.setblocking(False)
             self._port = server.getsockname()[1]  # port 0 picks one; replug keeps it
             self._server = server

@@ -53,10 +53,19 @@ def scenario_problems(config: LinesideConfig, scenario: Mapping[str, Any]) -> li
     return problems
 
 
+Failed = Callable[[str, Exception], None]
+
+
 def start_all(
-    config: LinesideConfig, scenario: Mapping[str, Any], stop: StopFlag
+    config: LinesideConfig,
+    scenario: Mapping[str, Any],
+    stop: StopFlag,
+    failed: Failed | None = None,
 ) -> list[threading.Thread]:
-    """The threads each driver's simulator asks for (Modbus: one for all its devices)."""
+    """The threads each driver's simulator asks for (Modbus: one for all its devices).
+
+    A simulator that stops with an error is told to failed (its name and the error), or,
+    without one, logged with its traceback."""
     jobs = [
         job
         for spec in SPECS
@@ -64,7 +73,7 @@ def start_all(
         for job in spec.simulate(devices, scenario, stop)
     ]
     threads = [
-        threading.Thread(target=_guard(name, fn), name=f"sim-{name}", daemon=True)
+        threading.Thread(target=_guard(name, fn, failed), name=f"sim-{name}", daemon=True)
         for name, fn in jobs
     ]
     for thread in threads:
@@ -72,11 +81,14 @@ def start_all(
     return threads
 
 
-def _guard(name: str, fn: Callable[[], None]) -> Callable[[], None]:
+def _guard(name: str, fn: Callable[[], None], failed: Failed | None) -> Callable[[], None]:
     def run() -> None:
         try:
             fn()
-        except Exception:
-            log.exception("simulator %s stopped with an error", name)
+        except Exception as exc:
+            if failed is None:
+                log.exception("simulator %s stopped with an error", name)
+            else:
+                failed(name, exc)
 
     return run

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -81,6 +82,12 @@ def completions(consumer: Consumer, topic: str, work_center: str) -> int:
 
 
 @pytest.mark.slow
+def healthz_disk(port: int) -> dict[str, Any]:
+    """The write rates the daemon serves in /healthz."""
+    body: dict[str, Any] = json.loads(http(f"http://127.0.0.1:{port}/healthz")[1])
+    return dict(body["disk"])
+
+
 def test_daemon_end_to_end(
     tmp_path: Path, broker: Broker, plcs: tuple[PlcSimulator, PlcSimulator]
 ) -> None:
@@ -136,6 +143,17 @@ def test_daemon_end_to_end(
         assert (
             status == 200
             and {"lineside_transactions", "lineside_outbox_backlog", "lineside_device_up"} <= names
+        )
+        samples = {
+            f.name: f.samples[0].value
+            for f in text_string_to_metric_families(body.decode())
+            if f.name in ("lineside_disk_written_bytes", "lineside_ledger_bytes")
+        }
+        assert samples["lineside_disk_written_bytes"] > 0 and samples["lineside_ledger_bytes"] > 0
+        wait_until(
+            lambda: healthz_disk(health)["written_bytes_per_s"] is not None,
+            15,
+            "a write rate once the gauges were sampled twice",
         )
         assert http(f"http://127.0.0.1:{health}/healthz")[0] == 200
         broker.stop()

@@ -62,6 +62,7 @@ def test_a_dead_sync_thread_is_unhealthy_everywhere(tmp_path: Path, broker: Brok
         assert status_cli.returncode == 0, status_cli.stderr
         assert "UNHEALTHY" in status_cli.stdout
         assert "thread lineside-sync-store has stopped" in status_cli.stdout
+        assert "disk: ledger " in status_cli.stdout and " free on " in status_cli.stdout
 
         # The watchdog is no longer fed: a main loop tick is 0.2 s, so 2 s would hold ten.
         time.sleep(1.0)  # a ping sent just before the thread died may still be in flight

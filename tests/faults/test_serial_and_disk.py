@@ -153,7 +153,11 @@ def test_disk_full_on_a_real_small_filesystem(
         good = int(plc.value(1, "good"))
         wait_for(lambda: counter(sqlite3.connect(db), "plc.good") == good, 60, "catching up")
         assert agent.stop() == 0
-        assert "ledger writable again" in agent.log.read_text()
+        log = agent.log.read_text()
+        assert "ledger writable again" in log
+        assert f"LEDGER NOT WRITABLE (the disk is full: no space left on {mount / 'var'}" in log
+        assert f"Free disk space on {mount / 'var'}." in log
+        assert "cannot rollback" not in log
         _assert_exact(db, good)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False, timeout=10)
@@ -186,7 +190,9 @@ def test_disk_full_at_the_ledger_boundary(
             conn.execute(f"PRAGMA max_page_count = {pages}")
         wait_for(lambda: agent.ledger_error is not None, 30, "the ledger to fill up")
         ok, body = agent.health()
-        assert not ok and any("not writable" in p for p in body["problems"])
+        assert not ok and any(
+            p.startswith("ledger not writable: the disk is full") for p in body["problems"]
+        )
         time.sleep(1.0)
         with agent.ledger._lock:
             conn.execute("PRAGMA max_page_count = 1073741823")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -235,6 +236,38 @@ def test_simulate_refuses_a_bad_scenario_before_starting(cfg: str, tmp_path: Pat
     assert ok.returncode == 0 and "simulating 3 devices" in ok.stdout
 
 
+def test_simulate_reads_a_scenario_as_strictly_as_a_config(cfg: str, tmp_path: Path) -> None:
+    """Not UTF-8, a device given twice, a bad event: each refused at file:line, exit 2."""
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_bytes(b"plc3:\n  events: []\n# caf\xe9\n")
+    result = run("simulate", "-c", cfg, "--scenario", str(scenario), "--seconds", "1")
+    assert result.returncode == 2, result
+    assert f"{scenario}:1: (file): cannot read" in result.stderr
+    assert "Traceback" not in result.stderr and "UnicodeDecodeError" not in result.stderr
+
+    scenario.write_text("plc3:\n  events: []\ndoser3: {}\nplc3:\n  events: []\n")
+    result = run("simulate", "-c", cfg, "--scenario", str(scenario), "--seconds", "1")
+    assert result.returncode == 2, result
+    assert f"{scenario}:4: plc3: duplicate key (first given on line 1)" in result.stderr
+
+    scenario.write_text("doser3: {}\nplc3:\n  events:\n    - {at_s: 1, point: good}\n")
+    result = run("simulate", "-c", cfg, "--scenario", str(scenario), "--seconds", "1")
+    assert result.returncode == 2, result
+    assert f"{scenario}:4: plc3.events.0" in result.stderr
+
+
+def test_simulate_stops_with_a_message_when_a_device_cannot_be_served(cfg: str) -> None:
+    """A port already taken is not a simulator quietly missing: exit 1, saying which."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 15020))
+        taken.listen()
+        result = run("simulate", "-c", cfg, "--seconds", "5")
+    assert result.returncode == 1, result
+    assert "plc3: cannot serve on 127.0.0.1:15020" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_complete_that_is_held_says_so_instead_of_nothing_to_post(tmp_path: Path) -> None:
     """An order's item removed by a config change: the production is held, not 'nothing'."""
     cfg = str(write_config(tmp_path))
@@ -250,3 +283,10 @@ def test_complete_that_is_held_says_so_instead_of_nothing_to_post(tmp_path: Path
     assert "held: 3 good units of BOLT-M8 at PRESS-3 wait (unknown item 'BOLT-M8')" in (
         result.stdout)
     assert "lineside held list" in result.stdout
+
+
+def test_simulate_takes_an_empty_scenario_as_none(cfg: str, tmp_path: Path) -> None:
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text("# nothing happens yet\n")
+    result = run("simulate", "-c", cfg, "--scenario", str(scenario), "--seconds", "1")
+    assert result.returncode == 0, result.stderr

@@ -147,3 +147,20 @@ def test_uuid4_strings_are_valid_random_uuids() -> None:
     for text in made:
         value = uuid.UUID(text)
         assert value.version == 4 and value.variant == uuid.RFC_4122 and str(value) == text
+
+
+def test_transaction_ids_are_time_ordered_uuids() -> None:
+    import time
+    import uuid
+
+    from lineside.agent.ledger.store import uuid7_strings
+
+    before = time.time_ns() // 1_000_000
+    made = uuid7_strings(500) + uuid7_strings(3)
+    after = time.time_ns() // 1_000_000
+    assert len(set(made)) == 503
+    for text in made:
+        value = uuid.UUID(text)
+        assert value.version == 7 and value.variant == uuid.RFC_4122 and str(value) == text
+        assert before <= value.int >> 80 <= after  # the first 48 bits: Unix milliseconds
+    assert made[-1][:13] >= made[0][:13]  # later ids sort after earlier ones

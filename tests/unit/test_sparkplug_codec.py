@@ -15,7 +15,7 @@ from lineside.agent.sparkplug import codec
 from lineside.agent.sparkplug.codec import DataType, Metric
 from tests.sparkplug_host import decode_payload, rebirth_request, typed_value
 
-PROTO_DIR = Path(str(files("lineside.agent.sparkplug").joinpath("proto")))
+PROTO_DIR = Path(str(files("lineside.agent.sparkplug").joinpath("vendor")))
 
 
 def test_the_descriptor_is_protocs_of_the_shipped_proto(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from pathlib import Path
 from typing import Any
 
 from lineside.agent.bootstrap import open_ledger
@@ -16,6 +15,7 @@ from lineside.agent.cli.options import as_json, config, count_arg, decimal_arg
 from lineside.agent.cli.shared import UsageError, load_config, print_json
 from lineside.agent.cli.table import arg, command
 from lineside.agent.config import ConfigInvalid
+from lineside.agent.yamlsource import Source
 from lineside.cli_options import EXIT_OK, EXIT_OTHER
 from lineside.clock import utc_now
 
@@ -24,10 +24,11 @@ SECONDS = arg("--seconds", type=decimal_arg, help="stop by itself after this lon
 
 @command("check", "validate a config file without touching devices", config)
 def _run_check(args: argparse.Namespace) -> int:
+    from lineside.agent.ledger.retention import archive_problems
     from lineside.agent.sync.client import check_files, file_warnings
 
     loaded = load_config(args)
-    errors = check_files(loaded)
+    errors = check_files(loaded) + archive_problems(loaded)
     if errors:
         raise ConfigInvalid(errors)
     cfg = loaded.config
@@ -69,34 +70,47 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from lineside.simulators.run import scenario_problems, start_all
 
     loaded = load_config(args)
-    scenario = _scenario(args.scenario) if args.scenario else {}
+    source, scenario = _scenario(args.scenario) if args.scenario else (None, {})
     problems = scenario_problems(loaded.config, scenario)
     if problems:
         what = f"{args.config} with {args.scenario}" if args.scenario else args.config
+        if source is not None:
+            problems = [f"{args.scenario}:{_line_of(source, p)}: {p}" for p in problems]
         raise UsageError(f"cannot simulate {what}:\n  " + "\n  ".join(problems))
     stop = threading.Event()
-    threads = start_all(loaded.config, scenario, stop)
+    failures: list[str] = []
+
+    def failed(name: str, exc: Exception) -> None:
+        failures.append(f"simulator {name} stopped: {exc}")
+        stop.set()
+
+    threads = start_all(loaded.config, scenario, stop, failed)
     print(f"simulating {len(loaded.config.devices)} devices of {args.config}; Ctrl-C stops")
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait(None if args.seconds is None else float(args.seconds))
     stop.set()
     for thread in threads:
         thread.join(10)
-    return EXIT_OK
+    for failure in failures:
+        print(f"lineside: {failure}", file=sys.stderr)
+    return EXIT_OTHER if failures else EXIT_OK
 
 
-def _scenario(path: str) -> dict[str, Any]:
-    import yaml
+def _scenario(path: str) -> tuple[Source, dict[str, Any]]:
+    """A scenario file read as strictly as a config (size, UTF-8, YAML limits, duplicate
+    keys, each refused at file:line); an empty one is the same as none."""
+    from lineside.agent.config import read_file, read_sections
 
-    from lineside.agent.yamlsource import parse
+    source, data, errors = read_sections(read_file(path), path, empty_ok=True)
+    if errors:
+        raise ConfigInvalid(errors)
+    return source, data
 
-    try:
-        data = parse(Path(path).read_text(encoding="utf-8")).data
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"scenario {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"scenario {path}: must map device names to sections")
-    return data
+
+def _line_of(source: Source, problem: str) -> int:
+    """The line of a scenario problem, from the key path it starts with (name.key.0: ...)."""
+    where = problem.split(": ", 1)[0].split(".")
+    return source.line_of(tuple(int(p) if p.isdecimal() else p for p in where))
 
 
 @command(

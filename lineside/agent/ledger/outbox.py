@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from lineside.agent.ledger.outbox_pages import PAGE_ROWS, PageReader, TxMessage, tx_message
+from lineside.agent.ledger.outbox_pages import (
+    PAGE_ROWS,
+    TX_JSON,
+    PageReader,
+    TxMessage,
+    tx_message,
+)
 from lineside.agent.ledger.store import connect, iso, meta, set_meta
 
 log = logging.getLogger("lineside.sync")
@@ -194,12 +200,16 @@ class OutboxStore:
 
 
 def _payloads(conn: sqlite3.Connection, first_id: int, last_id: int) -> list[str]:
+    """The transactions' JSON of the 'tx' rows first_id..last_id; a row whose journal row
+    is gone (pruned) has none, so the message no longer counts as whole."""
     return [
         str(r[0])
         for r in conn.execute(
-            "SELECT payload FROM outbox WHERE stream = 'tx' AND id BETWEEN ? AND ? ORDER BY id",
+            f"SELECT {TX_JSON} FROM outbox AS o WHERE stream = 'tx' AND id BETWEEN ? AND ?"
+            " ORDER BY id",
             (first_id, last_id),
         )
+        if r[0] is not None
     ]
 
 

@@ -26,8 +26,19 @@ from dataclasses import dataclass
 log = logging.getLogger("lineside.sync")
 
 PAGE_ROWS = 1000  # one read never loads more outbox rows than this (unless batch_max is more)
+# A 'tx' row whose payload is '' points at its journal row (seq in column tx), and SQLite
+# builds the transaction's JSON from it: the bytes Python's encoder wrote before, for
+# every row unit.py leaves derivable (text that JSON need not escape). Other rows keep it.
+TX_JSON = """CASE WHEN o.payload != '' THEN o.payload ELSE (
+  SELECT json_object('id', j.id, 'ts', j.ts, 'kind', j.kind, 'item', j.item,
+    'location', j.location, 'qty', j.qty, 'uom', j.uom, 'lot', NULLIF(j.lot, ''),
+    'order', j.order_no, 'work_center', j.work_center, 'cost', j.cost, 'cause', j.cause)
+  FROM journal AS j WHERE j.seq = o.tx) END"""
 UNSENT_TX = "FROM outbox WHERE stream = 'tx' AND sent_ts IS NULL"
-UNSENT_AFTER = f"SELECT id, payload {UNSENT_TX} AND id > ? ORDER BY id LIMIT ?"
+UNSENT_AFTER = (
+    f"SELECT o.id, {TX_JSON} FROM outbox AS o WHERE stream = 'tx' AND sent_ts IS NULL"
+    " AND id > ? ORDER BY id LIMIT ?"
+)
 # Messages' bytes are joined by the record separator, which JSON text never holds raw.
 RECORD_SEPARATOR = b"\x1e"
 PAGE_START = (
@@ -35,13 +46,14 @@ PAGE_START = (
 )
 # The usual page: every id from first to last is an unsent 'tx' row (the count tells), so
 # a message starts every batch ids, and each row's separator says whether one begins.
-READ_RUN = """
-SELECT COUNT(*), CAST(:head || :seq || ',"transactions":[' || group_concat(payload,
-         CASE WHEN (id - :first) % :batch = 0
-              THEN ']}' || char(30) || :head || (:seq + (id - :first) / :batch)
+READ_RUN = f"""
+SELECT COUNT(*), CAST(:head || :seq || ',"transactions":[' || group_concat({TX_JSON},
+         CASE WHEN (o.id - :first) % :batch = 0
+              THEN ']}}' || char(30) || :head || (:seq + (o.id - :first) / :batch)
                    || ',"transactions":['
-              ELSE ',' END) || ']}' AS BLOB)
-FROM outbox NOT INDEXED WHERE id BETWEEN :first AND :last AND stream = 'tx' AND sent_ts IS NULL
+              ELSE ',' END) || ']}}' AS BLOB)
+FROM outbox AS o NOT INDEXED
+WHERE o.id BETWEEN :first AND :last AND o.stream = 'tx' AND o.sent_ts IS NULL
 """
 # Any page (alerts or sent rows in between): each message's start found by an index seek,
 # and "k first last count" per message beside the bytes.
@@ -60,8 +72,8 @@ SELECT
   group_concat(k || ' ' || first || ' ' || last || ' '
                || (SELECT COUNT(*) {UNSENT_TX} AND id BETWEEN first AND last), ','),
   CAST(group_concat(:head || (:seq + k) || ',"transactions":[' || (
-         SELECT group_concat(payload, ',') FROM outbox NOT INDEXED
-         WHERE stream = 'tx' AND sent_ts IS NULL AND id BETWEEN first AND last
+         SELECT group_concat({TX_JSON}, ',') FROM outbox AS o NOT INDEXED
+         WHERE o.stream = 'tx' AND o.sent_ts IS NULL AND o.id BETWEEN first AND last
        ) || ']}}', char(30)) AS BLOB)
 FROM message
 """

@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 
 from lineside.agent.ledger.store import rows, tx_payload
@@ -60,7 +61,9 @@ def consumed(conn: sqlite3.Connection) -> dict[str, Decimal]:
     return used
 
 
-CONSUMING_OR_REVERSAL = "('backflush', 'scrap', 'measured', 'reversal')"
+# What genealogy adds up, and what retention folds into its summary before pruning.
+GENEALOGY_KINDS = ("backflush", "scrap", "measured", "reversal")
+CONSUMING_OR_REVERSAL = "(" + ", ".join(f"'{kind}'" for kind in GENEALOGY_KINDS) + ")"
 
 
 def stock(conn: sqlite3.Connection, item: str | None = None) -> Iterator[sqlite3.Row]:
@@ -138,21 +141,33 @@ def measured(conn: sqlite3.Connection) -> Iterator[sqlite3.Row]:
 
 
 def consumption_of_order(conn: sqlite3.Connection, order: str) -> Iterator[sqlite3.Row]:
-    """What an order consumed from named lots, reversals included, in posting order."""
+    """What an order consumed from named lots, reversals included, in posting order: the
+    pruned rows' sums first (the genealogy summary), then the journal's rows."""
     return _consumption(conn, "order_no = ? AND lot != ''", order)
 
 
 def consumption_of_lot(conn: sqlite3.Connection, lot: str) -> Iterator[sqlite3.Row]:
-    """What orders consumed from a lot, reversals included, in posting order."""
+    """What orders consumed from a lot, reversals included, in posting order: the pruned
+    rows' sums first (the genealogy summary), then the journal's rows."""
     return _consumption(conn, "lot = ? AND order_no IS NOT NULL", lot)
 
 
 def _consumption(conn: sqlite3.Connection, where: str, value: str) -> Iterator[sqlite3.Row]:
-    sql = (
+    pruned = (
+        "SELECT order_no, item, lot, qty, uom, 'pruned' AS kind, work_center FROM genealogy"
+        f" WHERE {where} ORDER BY first_seq"
+    )
+    kept = (
         f"SELECT order_no, item, lot, qty, uom, kind, work_center FROM journal WHERE {where}"
         f" AND kind IN {CONSUMING_OR_REVERSAL} ORDER BY seq"
     )
-    return rows(conn, sql, (value,))
+    return chain(rows(conn, pruned, (value,)), rows(conn, kept, (value,)))
+
+
+def oldest_kept(conn: sqlite3.Connection) -> str | None:
+    """The ts of the oldest journal row retention has kept, or None for an empty journal."""
+    row = conn.execute("SELECT ts FROM journal ORDER BY seq LIMIT 1").fetchone()
+    return None if row is None else str(row[0])
 
 
 def consumption_costs(conn: sqlite3.Connection) -> Iterator[sqlite3.Row]:

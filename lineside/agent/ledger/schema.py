@@ -147,7 +147,51 @@ def _m003_held_per_occurrence(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS idx_held_key")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_ledger, _m002_sync, _m003_held_per_occurrence)
+def _m004_retention(db: sqlite_utils.Database) -> None:
+    """What outlives the journal rows retention prunes: per order, item and lot, the sum
+    of the consumption (and reversals) the genealogy report adds up, with the unit and
+    work center of its last row and the seq and ts of its first and last. Filled when rows
+    are pruned, never on the hot path; the lot index answers `genealogy --lot`."""
+    db.execute(
+        "CREATE TABLE genealogy (order_no TEXT NOT NULL, item TEXT NOT NULL, lot TEXT NOT NULL,"
+        " qty TEXT NOT NULL, uom TEXT NOT NULL, work_center TEXT, first_seq INTEGER NOT NULL,"
+        " first_ts TEXT NOT NULL, last_ts TEXT NOT NULL, PRIMARY KEY (order_no, item, lot))"
+        " WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX genealogy_lot ON genealogy(lot)")
+
+
+def _m005_lean_rows(db: sqlite_utils.Database) -> None:
+    """A 'tx' outbox row points at its journal row (tx: the journal seq) instead of holding
+    the transaction's JSON again: its payload is '' and the publisher has SQLite build the
+    JSON from the journal row (outbox_pages.TX_JSON). A row whose stored JSON is not what
+    SQLite would build (text that JSON escapes) keeps it, so a converted ledger publishes
+    and replays the same bytes as before. The journal's event index and the outbox's
+    unsent-id index go: no query reads them (every unsent read names its stream, which
+    outbox_unsent_stream serves), and each was one more b-tree to write per row."""
+    db.execute("ALTER TABLE outbox ADD COLUMN tx INTEGER")
+    db.execute(
+        "UPDATE outbox SET tx = (SELECT seq FROM journal WHERE id = outbox.payload ->> '$.id')"
+        " WHERE stream = 'tx'"
+    )
+    db.execute(
+        "UPDATE outbox SET payload = '' WHERE stream = 'tx' AND tx IS NOT NULL AND payload = ("
+        "SELECT json_object('id', j.id, 'ts', j.ts, 'kind', j.kind, 'item', j.item,"
+        " 'location', j.location, 'qty', j.qty, 'uom', j.uom, 'lot', NULLIF(j.lot, ''),"
+        " 'order', j.order_no, 'work_center', j.work_center, 'cost', j.cost, 'cause', j.cause)"
+        " FROM journal AS j WHERE j.seq = outbox.tx)"
+    )
+    db.execute("DROP INDEX IF EXISTS idx_journal_event")
+    db.execute("DROP INDEX IF EXISTS outbox_unsent")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _m001_ledger,
+    _m002_sync,
+    _m003_held_per_occurrence,
+    _m004_retention,
+    _m005_lean_rows,
+)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -171,6 +215,7 @@ def migrate(conn: sqlite3.Connection) -> int:
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite has rolled back by itself after SQLITE_FULL
+            conn.execute("ROLLBACK")
         raise
     return len(MIGRATIONS)

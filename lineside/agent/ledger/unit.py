@@ -16,7 +16,7 @@ from lineside.agent.domain.backflush import Carry, Move
 from lineside.agent.domain.model import NO_LOT, LotBalance
 from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.registers import Registers
-from lineside.agent.ledger.store import Posting, iso, move_transaction, uuid4_strings
+from lineside.agent.ledger.store import Posting, iso, move_transaction, uuid7_strings
 
 # Built once: json.dumps with separators= would build a new encoder for every row.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
@@ -142,7 +142,7 @@ class UnitOfWork(Registers):
         """Apply moves (each with its item's unit) to stock, journal them and announce them
         in the outbox, in order; returns the transactions as the MQTT contract has them."""
         ts = iso(posting.ts)
-        ids = uuid4_strings(len(moves))
+        ids = uuid7_strings(len(moves))
         payloads = [
             move_transaction(ids[n], ts, move, uom, posting) for n, (move, uom) in enumerate(moves)
         ]
@@ -192,8 +192,8 @@ class UnitOfWork(Registers):
             rows,
         )
         self.conn.executemany(
-            "INSERT INTO outbox (stream, payload, created_ts) VALUES ('tx', ?, ?)",
-            [(_COMPACT.encode(p), ts) for p in payloads],
+            "INSERT INTO outbox (stream, payload, created_ts, tx) VALUES ('tx', ?, ?, ?)",
+            [(_stored_json(p), ts, first + i) for i, p in enumerate(payloads)],
         )
         self.posted.extend(payloads)
         return payloads
@@ -301,6 +301,15 @@ class UnitOfWork(Registers):
             " ON CONFLICT (bucket, item) DO UPDATE SET exact = excluded.exact",
             (bucket, item, order_no, work_center, str(total)),
         )
+
+
+def _stored_json(transaction: dict[str, Any]) -> str:
+    """What a 'tx' outbox row stores: '' when SQLite rebuilds the same bytes from the
+    journal row (outbox_pages.TX_JSON), the JSON itself when the text holds anything JSON
+    escapes (a quote, a backslash, a control or non-ASCII character), which SQLite's
+    json_object would write otherwise than Python's encoder."""
+    text = _COMPACT.encode(transaction)
+    return "" if "\\" not in text else text
 
 
 def _new_stock(move: Move) -> bool:

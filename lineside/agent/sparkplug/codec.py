@@ -1,7 +1,7 @@
 """Sparkplug B payloads, encoded and decoded by the protobuf package.
 
 The message classes are built at run time from the descriptor of Eclipse Tahu's
-sparkplug_b.proto (proto/sparkplug_b.txtpb, generated from proto/sparkplug_b.proto by
+sparkplug_b.proto (vendor/sparkplug_b.txtpb, generated from vendor/sparkplug_b.proto by
 `make sparkplug-descriptor`), in a descriptor pool of our own: no generated Python code,
 so no tie between a protoc version and the installed protobuf runtime.
 
@@ -69,7 +69,7 @@ class Received:
 
 @cache
 def _payload_class() -> Any:
-    text = files("lineside.agent.sparkplug").joinpath("proto", DESCRIPTOR_FILE).read_text()
+    text = files("lineside.agent.sparkplug").joinpath("vendor", DESCRIPTOR_FILE).read_text()
     files_set = text_format.Parse(text, descriptor_pb2.FileDescriptorSet())
     pool = descriptor_pool.DescriptorPool()
     for file_proto in files_set.file:

@@ -22,6 +22,7 @@ from typing import IO, Any
 from lineside import __version__
 from lineside.agent.config import LoadedConfig
 from lineside.agent.ledger.outbox_status import sync_status
+from lineside.agent.ledger.retention import retention_of
 from lineside.agent.ledger.store import connect
 from lineside.agent.liveness import Loop
 from lineside.agent.sync import payloads
@@ -67,6 +68,7 @@ class Sync:
             clock=clock,
             version=version,
             parser=CommandParser(clock, max_bytes=max_command_bytes),
+            retention=retention_of(loaded),
         )
         backoff = link_backoff(reconnect_min_s, reconnect_max_s)
         self.network = NetworkLoop(s, settings, backoff)

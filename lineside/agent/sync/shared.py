@@ -2,7 +2,8 @@
 
 - lineside-sync (network.py) writes connected, subscribed, reconnects; reads the window
   and the queue of what the others return for publishing.
-- lineside-sync-store (store_loop.py) fills the pipeline and decides when stock is due.
+- lineside-sync-store (store_loop.py) fills the pipeline, decides when stock is due and
+  prunes (pruner); a reload may replace retention.
 - lineside-sync-worker (worker.py) runs tasks, returning replies and stock through
   `outgoing`.
 last_error is written by whichever thread failed last, read by status; a plain attribute
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from lineside.agent.config import MqttConfig
 from lineside.agent.ledger.outbox import journal_head
+from lineside.agent.ledger.retention import Pruner, Retention
 from lineside.agent.sync import payloads
 from lineside.agent.sync.commands_in import CommandParser, LedgerProtocol, Outgoing
 from lineside.agent.sync.inbox import Inbox, Returned
@@ -81,6 +83,8 @@ class Shared:
     outgoing: queue.SimpleQueue[Returned] = field(default_factory=queue.SimpleQueue)
     stock: StockWatch = field(default_factory=StockWatch)
     stock_pending: threading.Event = field(default_factory=threading.Event)
+    retention: Retention | None = None  # ledger.keep_days and archive_dir; None: no pruning
+    pruner: Pruner = field(default_factory=Pruner)  # the store thread's
     connected: bool = False
     subscribed: bool = False
     reconnects: int = 0
@@ -113,6 +117,7 @@ class Shared:
             "replayed_messages": self.replays.resent,
             "reconnects": self.reconnects,
             "commands": self.inbox.received,
+            "rows_pruned": self.pruner.pruned,
         }
 
     def submit(self, task: Task) -> bool:

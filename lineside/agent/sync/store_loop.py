@@ -3,6 +3,10 @@
 It builds and stores messages ahead of the window, records acknowledgements, marks rows
 sent, notices commits of other connections, prunes what is past retention, and decides
 when a P/stock snapshot is due (the worker builds it).
+
+Pruning runs once an hour: sent outbox rows past mqtt.retention_days, then journal rows
+past ledger.keep_days a batch at a time, with a pause between batches in which the
+thread goes on publishing, until nothing is left to prune.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ log = logging.getLogger("lineside.sync")
 POLL_S = 0.2  # the store thread looks for rows written by others at least this often
 PRUNE_EVERY_S = 3600.0
 PRUNE_FIRST_S = 60.0
+PRUNE_PAUSE_S = 0.2  # between two batches of journal rows: the writer and publisher go on
 STORE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -31,6 +36,7 @@ class StoreLoop:
     def __init__(self, shared: Shared, stock_task: Callable[[bool], None]) -> None:
         self.shared = shared
         self.stock_task = stock_task  # on the worker: P/stock, forced or only if changed
+        self._pruning = False  # within a round of journal batches
 
     def run(self) -> None:
         s = self.shared
@@ -51,8 +57,7 @@ class StoreLoop:
                     s.stock.check(conn)
                 self._maybe_stock()
                 if time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + PRUNE_EVERY_S
-                    self._prune(conn)
+                    next_prune = time.monotonic() + self._prune(conn)
                 if not feeder.step():
                     s.pipeline.wake_feeder.wait(POLL_S)
             feeder.finish()
@@ -62,12 +67,17 @@ class StoreLoop:
         finally:
             conn.close()
 
-    def _prune(self, conn: sqlite3.Connection) -> None:
+    def _prune(self, conn: sqlite3.Connection) -> float:
+        """One step of retention; returns the seconds until the next."""
         s = self.shared
         try:
-            prune(conn, s.mqtt.retention_days, s.clock())
+            if not self._pruning:
+                prune(conn, s.mqtt.retention_days, s.clock())
+            self._pruning = s.retention is not None and s.pruner.batch(conn, s.retention, s.clock())
         except sqlite3.Error as exc:
             log.warning("retention: pruning failed, retried in an hour: %s", exc)
+            self._pruning = False
+        return PRUNE_PAUSE_S if self._pruning else PRUNE_EVERY_S
 
     def _maybe_stock(self) -> None:
         s, stock = self.shared, self.shared.stock

@@ -130,6 +130,10 @@ class PlcSimulator:
         self._thread.start()
         try:
             self._call(self._listen(), timeout)
+        except Exception as exc:
+            self.stop()
+            # pymodbus says "Could not start listen, please check address." and no more.
+            raise RuntimeError(f"{self.name}: cannot serve on {self.url}: {exc}") from exc
         except BaseException:
             self.stop()
             raise
