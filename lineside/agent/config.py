@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from lineside.agent.config_checks import ENTRY_SECTIONS, check_references
-from lineside.agent.inputs import check_quantity
+from lineside.agent.inputs import check_quantity, gtin_check_digit
 from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
 from lineside.drivers import registry
 from lineside.drivers.base import DriverModel
@@ -134,12 +134,6 @@ class ItemConfig(Model):
         return digits
 
 
-def gtin_check_digit(body: str) -> int:
-    """GS1 mod-10: weights 3,1,3,… from the right of the body."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
-    return (10 - total % 10) % 10
-
-
 class ComponentConfig(Model):
     item: str
     qty: Quantity = Field(gt=0, le=1_000_000_000)
@@ -182,13 +176,6 @@ class MeterConfig(Model):
 HOST_PORT = r"^[^:\s]*:[0-9]{1,5}$"
 
 
-class LedgerConfig(Model):
-    # 0 would prune a transaction the moment the broker took it, before anyone could ask
-    # for a report of it: the least is 0.01 days (14.4 minutes).
-    keep_days: Decimal = Field(default=Decimal(90), ge=Decimal("0.01"), le=36500)
-    archive_dir: OptionalPath = None
-
-
 class HealthConfig(Model):
     listen: str = Field(default="127.0.0.1:9750", pattern=HOST_PORT)
     broker_down_after_s: int = Field(default=120, ge=1, le=86_400)
@@ -208,11 +195,15 @@ class LogConfig(Model):
 
 
 class LedgerConfig(Model):
-    """How often the ledger writer commits re-readable readings, and how long a posting
-    window gathers them (docs/configuration.md#ledger)."""
+    """How often the ledger writer commits re-readable readings, how long a posting window
+    gathers them, and how long history is kept (docs/configuration.md#ledger)."""
 
     commit_interval_s: Decimal = Field(default=Decimal(5), ge=Decimal("0.05"), le=60)
     post_interval_s: Decimal = Field(default=Decimal(10), ge=0, le=3600)
+    # 0 would prune a transaction the moment the broker took it, before anyone could ask
+    # for a report of it: the least is 0.01 days (14.4 minutes).
+    keep_days: Decimal = Field(default=Decimal(90), ge=Decimal("0.01"), le=36500)
+    archive_dir: OptionalPath = None
 
 
 def _registered(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -261,7 +252,6 @@ class LinesideConfig(Model):
     devices: dict[str, DeviceConfig] = {}
     health: HealthConfig | None = None
     log: LogConfig = LogConfig()
-    ledger: LedgerConfig = LedgerConfig()
     sparkplug: SparkplugConfig | None = None
 
 

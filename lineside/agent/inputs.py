@@ -108,3 +108,9 @@ def _name(char: str) -> str:
     return f"U+{ord(char):04X}" + (
         f" {unicodedata.name(char)}" if unicodedata.name(char, "") else ""
     )
+
+
+def gtin_check_digit(body: str) -> int:
+    """GS1 mod-10: weights 3,1,3,… from the right of the body."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - total % 10) % 10
