@@ -145,7 +145,8 @@ def run_phases(args: argparse.Namespace, tmp: Path, line: Line, agent: AgentProc
         load = CpuMeter({"agent": agent.pid, "bare": bare.pid})
         load.run(args.seconds)
         line.halt()
-        say("line stopped; waiting for the outbox to drain")
+        say("line stopped; waiting for the last readings to post and the outbox to drain")
+        time.sleep(waiting_s())
         wait_for(lambda: unsent(db) == 0, 60, "the outbox to drain")
         time.sleep(args.settle)
         say(f"idle: {args.idle:.0f} s, data_version polled every 50 ms")
@@ -176,14 +177,27 @@ def empty_ledger_size(tmp: Path) -> int:
     return ledger_size(db)
 
 
+def waiting_s() -> float:
+    """How long the agent's last readings may wait for their posting after the line stops
+    (ledger.commit_interval_s and post_interval_s at their defaults), and a second more:
+    that commit is the line's last, not the idle line's first."""
+    from lineside.agent.config import LedgerConfig
+
+    ledger = LedgerConfig()
+    return float(max(ledger.commit_interval_s, ledger.post_interval_s)) + 1
+
+
 def ledger_rows(db: Path) -> dict[str, int]:
+    from lineside.agent.ledger.outbox_pages import TX_JSON
+
     with sqlite3.connect(db) as conn:
         one = lambda sql: int(conn.execute(sql).fetchone()[0] or 0)  # noqa: E731
         return {
             "journal": one("SELECT COUNT(*) FROM journal"),
             "completed": one("SELECT SUM(CAST(qty AS INTEGER)) FROM journal"
                              " WHERE kind = 'completion'"),
-            "text": one("SELECT SUM(length(CAST(payload AS BLOB))) FROM outbox"
+            # the transactions' JSON as published (most rows build it from the journal)
+            "text": one(f"SELECT SUM(length(CAST({TX_JSON} AS BLOB))) FROM outbox AS o"
                         " WHERE stream = 'tx'"),
         }
 
