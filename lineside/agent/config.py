@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from lineside.agent.config_checks import ENTRY_SECTIONS, check_references
+from lineside.agent.config_currency import CurrencyConfig
 from lineside.agent.inputs import check_quantity, gtin_check_digit
 from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
 from lineside.drivers import registry
@@ -65,6 +66,7 @@ class GatewayConfig(Model):
     id: str = Field(pattern=TOPIC_SAFE, max_length=64)
     site: str = Field(pattern=TOPIC_SAFE, max_length=64)
     data_dir: FilePath = Path("./var")
+    currency: CurrencyConfig = CurrencyConfig()
 
 
 class TlsConfig(Model):

@@ -82,8 +82,9 @@ def run_story() -> int:
         print("Stock at LINE-3 (negative PRIMER-A asks for a count)")
         print(render(reports.stock(ledger.conn, master), ("item", "location", "lot", "qty", "uom")))
         print("\nJournal entry for ORD-1001 (backflush costing)")
-        for entry in reports.journal_entries(ledger.conn, master):
-            print(render(entry["lines"], ("account", "debit", "credit")))
+        currency = loaded.config.gateway.currency.currency()
+        for entry in reports.journal_entries(ledger.conn, master, currency):
+            print(reports.entry_text(entry))
         print("\nMeasured paint against standard")
         print(
             render(

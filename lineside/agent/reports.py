@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from lineside.agent.domain.costing import NOT_MEASURED, MeasuredCosts, OrderCosts, entry_lines
 from lineside.agent.domain.model import MasterData
+from lineside.agent.domain.money import Currency, Line, posted_lines
 from lineside.agent.ledger import queries
+from lineside.agent.tables import render
 
 TOLERANCE_PCT = {"A": Decimal(1), "B": Decimal(3), "C": Decimal(5)}
 CONSUMING = ("backflush", "scrap", "measured")
+DEFAULT_CURRENCY = Currency()  # gateway.currency left out: two decimals, no code
 
 
 def money(value: Decimal) -> str:
@@ -54,102 +58,114 @@ def stock(
     return out
 
 
+Key = tuple[str | None, str | None]  # (order, work center when there is no order)
+
+
+def _key(r: sqlite3.Row) -> Key:
+    return (r["order_no"], None if r["order_no"] else r["work_center"])
+
+
 @dataclass
 class _Bucket:
     order: str | None
     work_center: str | None
     item: str | None = None
     units: Decimal = Decimal(0)
-    materials: Decimal = Decimal(0)
-    measured_actual: Decimal = Decimal(0)
-    measured_standard: Decimal = Decimal(0)
-    scrap: Decimal = Decimal(0)
-    conversion: Decimal = Decimal(0)
+    costs: OrderCosts = field(default_factory=OrderCosts)
 
 
-def journal_entries(conn: sqlite3.Connection, master: MasterData) -> list[dict[str, Any]]:
+def journal_entries(
+    conn: sqlite3.Connection, master: MasterData, currency: Currency = DEFAULT_CURRENCY
+) -> list[dict[str, Any]]:
     """Backflush costing: one entry per order (or work center's default item) at the
-    completion trigger. Dr Finished Goods at standard (materials + conversion), Cr Materials
-    and In-Process at what was posted, Cr Conversion Costs Allocated, and the lines that
-    balance measured consumption and scrap against standard.
+    completion trigger (domain/costing.py), posted in the currency (domain/money.py).
     """
+    buckets = _order_costs(conn, master)
+    return [
+        _entry(b, currency)
+        for b in buckets.values()
+        if b.units or b.costs.materials or b.costs.scrap or b.costs.measured
+    ]
+
+
+def _order_costs(conn: sqlite3.Connection, master: MasterData) -> dict[Key, _Bucket]:
     reversed_kind = queries.reversed_kinds(conn)
-    buckets: dict[tuple[str | None, str | None], _Bucket] = {}
+    buckets: dict[Key, _Bucket] = {}
     for r in queries.work_center_postings(conn):
-        key = (r["order_no"], None if r["order_no"] else r["work_center"])
-        b = buckets.setdefault(key, _Bucket(r["order_no"], r["work_center"]))
+        b = buckets.setdefault(_key(r), _Bucket(r["order_no"], r["work_center"]))
         kind = reversed_kind.get(r["reverses"], r["kind"]) if r["reverses"] else r["kind"]
-        cost, qty = Decimal(r["cost"]), Decimal(r["qty"])
+        cost, qty, c = Decimal(r["cost"]), Decimal(r["qty"]), b.costs
         if kind == "completion":
             b.item = r["item"]
             b.units += qty
             conversion = master.items[r["item"]].conversion_cost if r["item"] in master.items else 0
-            b.conversion += qty * conversion
+            c.conversion += qty * conversion
         elif kind == "backflush":
-            b.materials -= cost
+            c.materials -= cost
         elif kind == "scrap":
-            b.scrap -= cost
+            c.scrap -= cost
         elif kind == "measured":
-            b.measured_actual -= cost
+            m = c.measured.setdefault(r["item"], MeasuredCosts())
+            m.qty, m.actual = m.qty - qty, m.actual - cost
     for s in queries.standards(conn):
-        key = (s["order_no"], None if s["order_no"] else s["work_center"])
-        b = buckets.setdefault(key, _Bucket(s["order_no"], s["work_center"]))
+        b = buckets.setdefault(_key(s), _Bucket(s["order_no"], s["work_center"]))
         unit_cost = master.items[s["item"]].cost if s["item"] in master.items else Decimal(0)
-        b.measured_standard += Decimal(s["exact"]) * unit_cost
-    return [
-        _entry(b)
-        for b in buckets.values()
-        if b.units or b.materials or b.scrap or b.measured_actual or b.measured_standard
-    ]
+        m = b.costs.measured.setdefault(s["item"], MeasuredCosts())
+        if s["scrapped"]:
+            m.standard_scrap += Decimal(s["exact"]) * unit_cost
+        else:
+            m.standard_good += Decimal(s["exact"]) * unit_cost
+    return buckets
 
 
-def _entry(b: _Bucket) -> dict[str, Any]:
-    fg = b.materials + b.measured_standard + b.conversion
-    variance = b.measured_actual - b.measured_standard
-    lines: list[dict[str, Any]] = [
-        {"account": "Finished Goods", "debit": fg, "credit": Decimal(0)},
-        {
-            "account": "Materials and In-Process",
-            "debit": Decimal(0),
-            "credit": b.materials + b.measured_actual + b.scrap,
-        },
-        {"account": "Conversion Costs Allocated", "debit": Decimal(0), "credit": b.conversion},
-    ]
-    if b.scrap:
-        lines.append({"account": "Scrap Loss", "debit": b.scrap, "credit": Decimal(0)})
-    if variance:
-        lines.append(
-            {
-                "account": "Material Usage Variance",
-                "debit": max(variance, Decimal(0)),
-                "credit": max(-variance, Decimal(0)),
-            }
-        )
+def _entry(b: _Bucket, currency: Currency) -> dict[str, Any]:
+    exact = entry_lines(b.costs)
     return {
         "order": b.order,
         "work_center": b.work_center,
         "item": b.item,
         "units": str(b.units),
-        "lines": [
-            {**ln, "debit": money(ln["debit"]), "credit": money(ln["credit"])} for ln in lines
-        ],
+        "currency": currency.code,
+        "lines": [_line(ln, _posted) for ln in posted_lines(exact, currency)],
+        "exact": [_line(ln, money) for ln in exact],
+        "not_measured": b.costs.not_measured(),
     }
 
 
+def entry_text(entry: dict[str, Any]) -> str:
+    """An entry's posted lines as a table, with the currency and what was not measured."""
+    text = render(entry["lines"], ("account", "debit", "credit"))
+    if entry["currency"]:
+        text = f"amounts in {entry['currency']}\n{text}"
+    if entry["not_measured"]:
+        text += (
+            f"\nnot measured: {', '.join(entry['not_measured'])} (no meter reading for this"
+            f" order: its standard is credited to {NOT_MEASURED} until settled)"
+        )
+    return text
+
+
+def _posted(value: Decimal) -> str:
+    """A rounded amount with all of the currency's decimals: 1500.00, 14.20."""
+    return f"{abs(value) if value == 0 else value:f}"
+
+
+def _line(ln: Line, text: Callable[[Decimal], str]) -> dict[str, str]:
+    return {"account": ln.account, "debit": text(ln.debit), "credit": text(ln.credit)}
+
+
 def variance(conn: sqlite3.Connection, master: MasterData) -> list[dict[str, Any]]:
-    """Measured consumption against the BOM's standard, per order (or work center) and item."""
+    """Measured consumption against the BOM's standard, per order (or work center) and item;
+    a line with a standard and nothing measured is "not measured", not a variance."""
     actual: dict[tuple[str | None, str | None, str], Decimal] = defaultdict(Decimal)
     reversed_kind = queries.reversed_kinds(conn)
     for r in queries.measured(conn):
         if r["kind"] == "reversal" and reversed_kind.get(r["reverses"]) != "measured":
             continue
-        key = (r["order_no"], None if r["order_no"] else r["work_center"], r["item"])
-        actual[key] -= Decimal(r["qty"])
+        actual[(*_key(r), r["item"])] -= Decimal(r["qty"])
     standard: dict[tuple[str | None, str | None, str], Decimal] = defaultdict(Decimal)
     for s in queries.standards(conn):
-        standard[(s["order_no"], None if s["order_no"] else s["work_center"], s["item"])] += (
-            Decimal(s["exact"])
-        )
+        standard[(*_key(s), s["item"])] += Decimal(s["exact"])
     out = []
     for key in sorted(set(actual) | set(standard), key=lambda k: tuple(str(p) for p in k)):
         order, wc, item = key
@@ -157,18 +173,20 @@ def variance(conn: sqlite3.Connection, master: MasterData) -> list[dict[str, Any
         item_rec = master.items.get(item)
         std_rounded = item_rec.round(std) if item_rec else std
         pct = None if std == 0 else ((act - std) / std * 100).quantize(Decimal("0.01"))
-        out.append(
-            {
-                "order": order,
-                "work_center": wc,
-                "item": item,
-                "standard": str(std_rounded),
-                "measured": str(act),
-                "variance": str(act - std_rounded),
-                "variance_pct": None if pct is None else str(pct),
-                "uom": item_rec.uom if item_rec else "",
-            }
-        )
+        row = {
+            "order": order,
+            "work_center": wc,
+            "item": item,
+            "standard": str(std_rounded),
+            "measured": str(act),
+            "variance": str(act - std_rounded),
+            "variance_pct": None if pct is None else str(pct),
+            "uom": item_rec.uom if item_rec else "",
+            "note": "",
+        }
+        if act == 0 and std:  # the meter gave no reading: nothing to compare
+            row.update(measured=None, variance=None, variance_pct=None, note="not measured")
+        out.append(row)
     return out
 
 

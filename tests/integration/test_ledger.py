@@ -250,11 +250,17 @@ work_centers:
     ledger = open_ledger(load(write_config(tmp_path, text)), clock)
     assert ledger.execute(Complete(key="k", ts=clock(), work_center="CELL", good=21_000)).ok
     (entry,) = reports.journal_entries(ledger.conn, ledger.master)
-    lines = {ln["account"]: (ln["debit"], ln["credit"]) for ln in entry["lines"]}
-    assert lines == {
+    exact = {ln["account"]: (ln["debit"], ln["credit"]) for ln in entry["exact"]}
+    assert exact == {
         "Finished Goods": ("945000", "0"),
         "Materials and In-Process": ("0", "525000"),
         "Conversion Costs Allocated": ("0", "420000"),
+    }
+    posted = {ln["account"]: (ln["debit"], ln["credit"]) for ln in entry["lines"]}
+    assert posted == {  # the same amounts to the cent (gateway.currency decimals: 2)
+        "Finished Goods": ("945000.00", "0.00"),
+        "Materials and In-Process": ("0.00", "525000.00"),
+        "Conversion Costs Allocated": ("0.00", "420000.00"),
     }
 
 

@@ -92,7 +92,9 @@ def _genealogy_choice(p: argparse.ArgumentParser) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     ledger = ledger_of(args)
     if args.report == "journal":
-        return _print_journal(reports.journal_entries(ledger.conn, ledger.master), args.json)
+        currency = ledger.config.gateway.currency.currency()
+        entries = reports.journal_entries(ledger.conn, ledger.master, currency)
+        return _print_journal(entries, args.json)
     if args.report == "counts":
         return _print_counts(reports.counts(ledger.conn, ledger.master, utc_now()), args.json)
     cols: tuple[str, ...]
@@ -121,6 +123,7 @@ VARIANCE_COLUMNS = (
     "variance",
     "variance_pct",
     "uom",
+    "note",
 )
 
 
@@ -133,7 +136,7 @@ def _print_journal(entries: list[dict[str, Any]], machine: bool) -> int:
             f"Entry: order {e['order'] or '-'}  work center {e['work_center']}  "
             f"item {e['item'] or '-'}  units {e['units']}"
         )
-        print(render(e["lines"], ("account", "debit", "credit")))
+        print(reports.entry_text(e))
         print()
     if not entries:
         print("(no postings)")

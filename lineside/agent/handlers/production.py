@@ -92,7 +92,8 @@ def post_production(
     post_moves(ctx, uow, moves, posting)
     uow.save_carries(p.bucket, dict(plan.carries))
     for code, qty in plan.standard_measured.items():
-        uow.add_standard(p.bucket, code, qty, p.order_no, p.work_center)
+        scrapped = p.role == "scrap"
+        uow.add_standard(p.bucket, code, qty, p.order_no, p.work_center, scrapped=scrapped)
     for short in plan.shortages:
         negative_alert(uow, short.item, short.location, ts, p.event, short.missing)
     return None

@@ -15,7 +15,7 @@ from decimal import Decimal
 from itertools import chain
 from typing import Any
 
-from lineside.agent.ledger.store import rows, tx_payload
+from lineside.agent.ledger.store import SCRAP_STANDARD, rows, tx_payload
 
 MASTER_VERSION_KEY = "master_version"
 
@@ -127,8 +127,14 @@ def work_center_postings(conn: sqlite3.Connection) -> Iterator[sqlite3.Row]:
 
 
 def standards(conn: sqlite3.Connection) -> Iterator[sqlite3.Row]:
-    """The BOM's standard consumption (order_no, work_center, item, exact) of measured items."""
-    return rows(conn, "SELECT order_no, work_center, item, exact FROM standards")
+    """The BOM's standard consumption (order_no, work_center, item, exact) of measured
+    items, and whether it is that of scrapped units (scrapped 1) or of good ones (0)."""
+    return rows(
+        conn,
+        "SELECT order_no, work_center, item, exact, substr(bucket, 1, ?) = ? AS scrapped"
+        " FROM standards",
+        (len(SCRAP_STANDARD), SCRAP_STANDARD),
+    )
 
 
 def measured(conn: sqlite3.Connection) -> Iterator[sqlite3.Row]:
