@@ -36,9 +36,8 @@ def posted_lines(lines: Sequence[Line], currency: Currency) -> list[Line]:
     rounded = [
         Line(ln.account, currency.round(ln.debit), currency.round(ln.credit)) for ln in lines
     ]
-    short = sum((ln.debit - ln.credit for ln in rounded), Decimal(0))
-    if short > 0:
-        rounded.append(Line(ROUNDING_ACCOUNT, credit=short))
-    elif short < 0:
-        rounded.append(Line(ROUNDING_ACCOUNT, debit=-short))
+    short = sum((ln.debit - ln.credit for ln in rounded), currency.round(Decimal(0)))
+    if short:
+        zero = currency.round(Decimal(0))
+        rounded.append(Line(ROUNDING_ACCOUNT, max(-short, zero), max(short, zero)))
     return rounded
