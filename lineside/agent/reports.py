@@ -25,7 +25,7 @@ DEFAULT_CURRENCY = Currency()  # gateway.currency left out: two decimals, no cod
 
 
 def money(value: Decimal) -> str:
-    """Exact, without exponent or trailing zeros: 945000, 2884.61."""
+    """Exact, without exponent or trailing zeros: 945000, 1404.1366."""
     text = f"{value.normalize():f}"
     return "0" if text in ("-0", "") else text
 
