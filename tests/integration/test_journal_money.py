@@ -154,25 +154,43 @@ def cans(tmp_path: Path) -> str:
     return cfg
 
 
-def test_measured_line_without_a_reading_is_not_measured(tmp_path: Path) -> None:
-    cfg = cans(tmp_path)
+def make_cans(cfg: str, order: str, meter: tuple[str, ...], clock: StepClock) -> dict[str, Any]:
+    """Order: 100 good cans and 20 scrapped, the sprayer's totalizer read at meter; its entry."""
     lineside(
-        "order", "start", "-c", cfg, "--work-center", "LINE", "--order", "O-1", "--item", "CAN"
+        "order", "start", "-c", cfg, "--work-center", "LINE", "--order", order, "--item", "CAN"
     )
+    ledger = open_ledger(load(Path(cfg)), clock)
+    for value in meter:
+        point = "spray.total_l"
+        assert ledger.execute(MeterReading(key=value, ts=clock(), point=point, value=D(value))).ok
+    ledger.conn.close()
     lineside("complete", "-c", cfg, "--work-center", "LINE", "--good", "100", "--scrap", "20")
     (entry,) = journal(cfg)
-    # tin:     good 100 × 0.40 = 40.00 (backflush), scrapped 20 × 0.40 = 8.00 (scrap)
-    # lacquer: standard good 100 × 0.015 l = 1.5 l × 12 = 18.00,
-    #          scrapped 20 × 0.015 l = 0.3 l × 12 = 3.60; no meter reading: 0 measured
-    # conversion 100 × 0.50 = 50.00
-    # Finished Goods 40 + 18 + 50 = 108.00; Scrap Loss 8 + 3.60 = 11.60
+    return entry
+
+
+# What the 100 good and 20 scrapped cans cost whether the lacquer was measured or not:
+# tin:     good 100 × 0.40 = 40.00 (backflush), scrapped 20 × 0.40 = 8.00 (scrap)
+# lacquer: standard good 100 × 0.015 l = 1.5 l × 12 = 18.00,
+#          scrapped 20 × 0.015 l = 0.3 l × 12 = 3.60
+# conversion 100 × 0.50 = 50.00
+# Finished Goods 40 + 18 + 50 = 108.00; Scrap Loss 8 + 3.60 = 11.60
+CANS_AT_STANDARD = {
+    "Finished Goods": (D("108.00"), D(0)),
+    "Conversion Costs Allocated": (D(0), D("50.00")),
+    "Scrap Loss": (D("11.60"), D(0)),
+}
+
+
+def test_measured_line_without_a_reading_is_not_measured(tmp_path: Path, clock: StepClock) -> None:
+    cfg = cans(tmp_path)
+    entry = make_cans(cfg, "O-1", (), clock)
+    # no meter reading: 0 measured
     # Materials and In-Process 40 + 0 + 8 = 48.00; Not Measured 18 + 3.60 = 21.60
     # debits 108 + 11.60 = 119.60 = credits 48 + 50 + 21.60
     assert accounts(entry["lines"]) == {
-        "Finished Goods": (D("108.00"), D(0)),
+        **CANS_AT_STANDARD,
         "Materials and In-Process": (D(0), D("48.00")),
-        "Conversion Costs Allocated": (D(0), D("50.00")),
-        "Scrap Loss": (D("11.60"), D(0)),
         "Not Measured": (D(0), D("21.60")),
     }
     assert "Material Usage Variance" not in accounts(entry["lines"])
@@ -196,28 +214,15 @@ def test_scrapped_units_measured_standard_goes_to_scrap_loss(
     tmp_path: Path, clock: StepClock
 ) -> None:
     cfg = cans(tmp_path)
-    lineside(
-        "order", "start", "-c", cfg, "--work-center", "LINE", "--order", "O-2", "--item", "CAN"
-    )
-    ledger = open_ledger(load(Path(cfg)), clock)
-    for value in ("10.000", "11.950"):  # the sprayer's totalizer: 1.950 l during O-2
-        assert ledger.execute(
-            MeterReading(key=f"m{value}", ts=clock(), point="spray.total_l", value=D(value))
-        ).ok
-    ledger.conn.close()
-    lineside("complete", "-c", cfg, "--work-center", "LINE", "--good", "100", "--scrap", "20")
-    (entry,) = journal(cfg)
+    entry = make_cans(cfg, "O-2", ("10.000", "11.950"), clock)  # 1.950 l during O-2
     # lacquer measured 1.950 l × 12 = 23.40; standard of all 120 units 1.8 l × 12 = 21.60
     # Material Usage Variance 23.40 - 21.60 = 1.80 debit (more lacquer than standard)
-    # Finished Goods 40 + 18 (good units' lacquer) + 50 = 108.00
-    # Scrap Loss 8 (tin) + 3.60 (scrapped units' lacquer) = 11.60
-    # Materials and In-Process 40 + 23.40 + 8 = 71.40
+    # Finished Goods 108.00 has the good units' lacquer (18) only, Scrap Loss 11.60 the
+    # scrapped units' (3.60); Materials and In-Process 40 + 23.40 + 8 = 71.40
     # debits 108 + 11.60 + 1.80 = 121.40 = credits 71.40 + 50
     assert accounts(entry["lines"]) == {
-        "Finished Goods": (D("108.00"), D(0)),
+        **CANS_AT_STANDARD,
         "Materials and In-Process": (D(0), D("71.40")),
-        "Conversion Costs Allocated": (D(0), D("50.00")),
-        "Scrap Loss": (D("11.60"), D(0)),
         "Material Usage Variance": (D("1.80"), D(0)),
     }
     assert entry["not_measured"] == [] and balanced(entry["lines"])

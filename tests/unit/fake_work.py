@@ -100,16 +100,8 @@ class FakeWork:
         self.carried[(bucket, item)] = carry
 
     def add_standard(
-        self,
-        bucket: str,
-        item: str,
-        qty: Decimal,
-        order_no: str | None,
-        work_center: str,
-        *,
-        scrapped: bool = False,
+        self, bucket: str, item: str, qty: Decimal, order_no: str | None, work_center: str
     ) -> None:
-        bucket = f"scrap:{bucket}" if scrapped else bucket
         self.standards[(bucket, item)] = self.standards.get((bucket, item), Decimal(0)) + qty
 
     # counters

@@ -10,6 +10,10 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
+# The prefix of a standards bucket of scrapped units; a plain bucket starts with "order:"
+# or "wc:", so none is mistaken for one. Ledgers written before kept them in the plain one.
+SCRAP_STANDARD = "scrap:"
+
 
 class _Payload:
     """A held event's payload: its fields, and its type's name under "type"."""
@@ -38,6 +42,12 @@ class Production(_Payload):
     @property
     def bucket(self) -> str:
         return f"order:{self.order_no}" if self.order_no else f"wc:{self.work_center}:{self.item}"
+
+    @property
+    def standard_bucket(self) -> str:
+        """Where the measured standard of these units adds up: scrapped units apart, so
+        that the journal costs their share to Scrap Loss."""
+        return SCRAP_STANDARD + self.bucket if self.role == "scrap" else self.bucket
 
     def without_completion(self) -> Production:
         return replace(self, with_completion=False)

@@ -92,8 +92,7 @@ def post_production(
     post_moves(ctx, uow, moves, posting)
     uow.save_carries(p.bucket, dict(plan.carries))
     for code, qty in plan.standard_measured.items():
-        scrapped = p.role == "scrap"
-        uow.add_standard(p.bucket, code, qty, p.order_no, p.work_center, scrapped=scrapped)
+        uow.add_standard(p.standard_bucket, code, qty, p.order_no, p.work_center)
     for short in plan.shortages:
         negative_alert(uow, short.item, short.location, ts, p.event, short.missing)
     return None

@@ -15,7 +15,8 @@ from decimal import Decimal
 from itertools import chain
 from typing import Any
 
-from lineside.agent.ledger.store import SCRAP_STANDARD, rows, tx_payload
+from lineside.agent.domain.held import SCRAP_STANDARD
+from lineside.agent.ledger.store import rows, tx_payload
 
 MASTER_VERSION_KEY = "master_version"
 

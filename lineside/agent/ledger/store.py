@@ -24,10 +24,6 @@ BUSY_TIMEOUT_MS = 30_000
 # umask (0640 at most; the umask may take more away). SQLite would make it 0644.
 LEDGER_MODE = 0o640
 DATA_DIR_MODE = 0o750
-# A standards row of scrapped units has its bucket prefixed so: their measured standard is
-# costed to Scrap Loss (a plain bucket starts with "order:" or "wc:", so none is mistaken).
-# Ledgers written before kept the scrapped units' standard in the plain row.
-SCRAP_STANDARD = "scrap:"
 
 
 def connect(path: Path) -> sqlite3.Connection:

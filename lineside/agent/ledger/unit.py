@@ -16,13 +16,7 @@ from lineside.agent.domain.backflush import Carry, Move
 from lineside.agent.domain.model import NO_LOT, LotBalance
 from lineside.agent.inputs import decimal_text
 from lineside.agent.ledger.registers import Registers
-from lineside.agent.ledger.store import (
-    SCRAP_STANDARD,
-    Posting,
-    iso,
-    move_transaction,
-    uuid7_strings,
-)
+from lineside.agent.ledger.store import Posting, iso, move_transaction, uuid7_strings
 
 # Built once: json.dumps with separators= would build a new encoder for every row.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
@@ -295,17 +289,8 @@ class UnitOfWork(Registers):
         self.save_carries(bucket, {item: carry})
 
     def add_standard(
-        self,
-        bucket: str,
-        item: str,
-        qty: Decimal,
-        order_no: str | None,
-        work_center: str,
-        *,
-        scrapped: bool = False,
+        self, bucket: str, item: str, qty: Decimal, order_no: str | None, work_center: str
     ) -> None:
-        if scrapped:  # the scrapped units' standard goes to Scrap Loss: its own row
-            bucket = SCRAP_STANDARD + bucket
         row = self.conn.execute(
             "SELECT exact FROM standards WHERE bucket = ? AND item = ?", (bucket, item)
         ).fetchone()

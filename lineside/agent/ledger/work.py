@@ -41,14 +41,7 @@ class Work(Protocol):
     def save_carries(self, bucket: str, carries: dict[str, Carry]) -> None: ...
     def save_carry(self, bucket: str, item: str, carry: Carry) -> None: ...
     def add_standard(
-        self,
-        bucket: str,
-        item: str,
-        qty: Decimal,
-        order_no: str | None,
-        work_center: str,
-        *,
-        scrapped: bool = False,
+        self, bucket: str, item: str, qty: Decimal, order_no: str | None, work_center: str
     ) -> None: ...
 
     # counters
