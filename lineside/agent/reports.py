@@ -84,7 +84,10 @@ def journal_entries(
     return [
         _entry(b, currency)
         for b in buckets.values()
-        if b.units or b.costs.materials or b.costs.scrap or b.costs.measured
+        if b.units
+        or b.costs.materials
+        or b.costs.scrap
+        or any(m.actual or m.standard for m in b.costs.measured.values())
     ]
 
 

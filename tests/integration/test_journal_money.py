@@ -283,3 +283,27 @@ def test_a_bad_currency_is_refused_at_its_line(tmp_path: Path) -> None:
     assert "line.yaml:2: gateway.currency.decimals: Input should be less than or equal to 4" in (
         result.stdout + result.stderr
     )
+
+
+def test_a_ledger_from_before_keeps_scrapped_standards_in_finished_goods(
+    tmp_path: Path, clock: StepClock
+) -> None:
+    """Before this release the scrapped units' standard was added to the plain row: it
+    cannot be told apart, so it stays in Finished Goods (as that release reported it)."""
+    cfg = cans(tmp_path)
+    entry = make_cans(cfg, "O-3", ("10.000", "11.950"), clock)
+    ledger = open_ledger(load(Path(cfg)), clock)
+    with ledger.conn:  # fold the scrapped units' row into the plain one, as before
+        (scrap,) = ledger.conn.execute("SELECT exact FROM standards WHERE bucket LIKE 'scrap:%'")
+        ledger.conn.execute("DELETE FROM standards WHERE bucket LIKE 'scrap:%'")
+        (good,) = ledger.conn.execute("SELECT exact FROM standards")
+        ledger.conn.execute("UPDATE standards SET exact = ?", (str(D(good[0]) + D(scrap[0])),))
+    ledger.conn.close()
+    (old,) = journal(cfg)
+    # Finished Goods 108.00 + 3.60 = 111.60; Scrap Loss 8.00 (tin only); the rest unchanged
+    assert accounts(old["lines"]) == {
+        **accounts(entry["lines"]),
+        "Finished Goods": (D("111.60"), D(0)),
+        "Scrap Loss": (D("8.00"), D(0)),
+    }
+    assert balanced(old["lines"])
