@@ -27,6 +27,7 @@ class Complete(Command):
     good: int = 0
     scrap: int = 0
     stage: str | None = None  # units that passed this stage (its components only)
+    reason: str | None = None  # the scrapped units' reason code (None: unspecified)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from lineside.agent.config_checks import ENTRY_SECTIONS, check_references
+from lineside.agent.config_counters import CountersConfig, ScrapReasons
 from lineside.agent.inputs import check_quantity, gtin_check_digit
 from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
 from lineside.drivers import registry
@@ -147,11 +148,6 @@ class BomConfig(Model):
     components: list[ComponentConfig] = Field(min_length=1)
 
 
-class CountersConfig(Model):
-    good: str | None = None
-    scrap: str | None = None
-
-
 class WorkCenterConfig(Model):
     location: str = Field(pattern=NAME)
     item: str | None = None
@@ -248,6 +244,7 @@ class LinesideConfig(Model):
     items: dict[str, ItemConfig] = {}
     boms: dict[str, BomConfig] = {}
     work_centers: dict[str, WorkCenterConfig] = {}
+    scrap_reasons: ScrapReasons = {}  # when set, the only reasons scrap may be reported with
     meters: dict[str, MeterConfig] = {}
     devices: dict[str, DeviceConfig] = {}
     health: HealthConfig | None = None

@@ -10,6 +10,7 @@ from lineside.agent.cli.options import as_json, config, count_arg
 from lineside.agent.cli.shared import TX_COLUMNS, ledger_of, print_json
 from lineside.agent.cli.table import action, actions, arg, command
 from lineside.agent.ledger import queries
+from lineside.agent.scrap_report import scrap_report, scrap_text
 from lineside.agent.tables import render
 from lineside.cli_options import EXIT_OK
 from lineside.clock import utc_now
@@ -63,7 +64,7 @@ def _genealogy_choice(p: argparse.ArgumentParser) -> None:
 
 @command(
     "report",
-    "journal entries, variance, count accuracy, genealogy",
+    "journal entries, variance, count accuracy, genealogy, scrap by reason",
     actions(
         "report",
         "REPORT",
@@ -87,6 +88,14 @@ def _genealogy_choice(p: argparse.ArgumentParser) -> None:
             _genealogy_choice,
             as_json,
         ),
+        action(
+            "scrap",
+            "scrap by reason, order and component item (quantity and cost)",
+            config,
+            arg("--order", help="only this production order"),
+            arg("--item", help="only this component item"),
+            as_json,
+        ),
     ),
 )
 def _run_report(args: argparse.Namespace) -> int:
@@ -95,6 +104,13 @@ def _run_report(args: argparse.Namespace) -> int:
         return _print_journal(reports.journal_entries(ledger.conn, ledger.master), args.json)
     if args.report == "counts":
         return _print_counts(reports.counts(ledger.conn, ledger.master, utc_now()), args.json)
+    if args.report == "scrap":
+        scrap = scrap_report(ledger.conn, args.order, args.item)
+        if args.json:
+            print_json(scrap)
+        else:
+            print(scrap_text(scrap))
+        return EXIT_OK
     cols: tuple[str, ...]
     if args.report == "variance":
         data = reports.variance(ledger.conn, ledger.master)

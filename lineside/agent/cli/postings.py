@@ -82,12 +82,13 @@ def report_result(args: argparse.Namespace, result: Result) -> int:
     arg("--good", type=count_arg, required=True, help="good units (0 allowed)"),
     arg("--scrap", type=count_arg, default=0, help="scrapped units (default 0)"),
     arg("--stage", help="units that passed this stage (flushes its components only)"),
+    arg("--reason", help="the scrapped units' reason code (default: unspecified)"),
     request_id,
     as_json,
 )
 def _run_complete(args: argparse.Namespace) -> int:
     cause = f"reported by hand ({args.request_id or 'cli'})"
-    fields = ("work_center", "good", "scrap", "stage")
+    fields = ("work_center", "good", "scrap", "stage", "reason")
     return apply(args, by_hand(args, Complete, "cli-complete", *fields, cause=cause))
 
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Literal
 
 from lineside.agent.domain.model import NO_LOT, Flush, Item, LotBalance, MasterData, WorkCenter
+from lineside.agent.domain.scrap import reason_of
 
 TxKind = Literal[
     "backflush", "completion", "scrap", "measured", "receipt", "adjustment", "reversal"
@@ -68,7 +69,7 @@ class ConsumptionPlan:
 
 
 def stage_of(role: str) -> str | None:
-    """'good' and 'scrap' flush the components without a stage; 'stage:X' flushes stage X."""
+    """'good' and scrap flush the components without a stage; 'stage:X' flushes stage X."""
     return role.removeprefix("stage:") if role.startswith("stage:") else None
 
 
@@ -172,7 +173,7 @@ def plan_consumption(
     Measured components post nothing here: their standard is returned for variance.
     requirements, when given, is explode()'s answer for item and role, computed earlier.
     """
-    kind: TxKind = "scrap" if role == "scrap" else "backflush"
+    kind: TxKind = "scrap" if reason_of(role) is not None else "backflush"
     moves: list[Move] = []
     new_carries: dict[str, Carry] = {}
     shortages: list[Shortage] = []

@@ -76,6 +76,7 @@ def reverse(ctx: Context, uow: Work, cmd: Reverse) -> None:
         tx["order_no"],
         tx["work_center"],
         reverses=cmd.tx_id,
+        reason=tx.get("reason"),
     )
     uow.post(move, tx["uom"], posting)
     retry_held(ctx, uow, cmd.ts)

@@ -185,12 +185,26 @@ def _m005_lean_rows(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS outbox_unsent")
 
 
+def _m006_reserved(db: sqlite_utils.Database) -> None:
+    """Issue 16's m006 (lot expiry) is another branch's: this stands in for it until they
+    merge, so that m007 keeps its number. It changes nothing."""
+
+
+def _m007_scrap_reason(db: sqlite_utils.Database) -> None:
+    """A scrap posting's reason code (and its reversal's), NULL on every other row. Rows
+    posted before it have none: `report scrap` shows their scrap as "unspecified". No
+    index: the scrap report reads the scrap rows it selects by kind and order anyway."""
+    db.execute("ALTER TABLE journal ADD COLUMN reason TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m001_ledger,
     _m002_sync,
     _m003_held_per_occurrence,
     _m004_retention,
     _m005_lean_rows,
+    _m006_reserved,
+    _m007_scrap_reason,
 )
 
 

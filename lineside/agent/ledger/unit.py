@@ -148,8 +148,8 @@ class UnitOfWork(Registers):
         ]
         self.conn.executemany(
             "INSERT INTO journal (id, ts, kind, item, location, lot, qty, uom, order_no,"
-            " work_center, cost, cause, event, reverses)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " work_center, cost, cause, event, reverses, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     p["id"],
@@ -166,6 +166,7 @@ class UnitOfWork(Registers):
                     posting.cause,
                     posting.event,
                     posting.reverses,
+                    posting.reason,
                 )
                 for p, (move, _) in zip(payloads, moves, strict=True)
             ],
