@@ -17,9 +17,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
-from lineside.agent.bootstrap import open_ledger
+from lineside.agent.bootstrap import LEDGER_FILE, open_ledger
 from lineside.agent.commands import Complete, CounterReading, Receive, Reverse
 from lineside.agent.config import load
 from lineside.agent.handlers import Ledger
@@ -28,10 +30,13 @@ from lineside.agent.ledger.queries import transactions
 from lineside.agent.ledger.schema import MIGRATIONS
 from lineside.agent.ledger.store import connect
 from lineside.agent.scrap_report import scrap_report
+from lineside.agent.sync import Sync
+from tests.broker import Broker, Consumer, wait_until
 from tests.conftest import DEMO_CONFIG, StepClock, write_config
 from tests.integration.test_cli import run
 
 D = Decimal
+P = "lineside/v1/plant-a/press-3"
 CATALOGUE = "\nscrap_reasons:\n  JAM: strip jammed in the die\n  PAINT: paint run\n"
 
 
@@ -247,3 +252,77 @@ def test_an_old_ledger_migrates_and_its_scrap_is_unspecified(tmp_path: Path) -> 
         assert published and b'"reason"' not in published[0]  # as main published them
     finally:
         conn.close()
+
+
+@pytest.mark.broker
+def test_the_mqtt_production_command_carries_the_reason_to_p_tx(
+    broker: Broker, tmp_path: Path
+) -> None:
+    text = DEMO_CONFIG.read_text().replace("port: 18830\n", f"port: {broker.port}\n")
+    config = load(write_config(tmp_path, text + CATALOGUE))
+    ledger = open_ledger(config, StepClock())
+    for item, qty, lot in (("STEEL-2MM", "100", "H1"), ("PRIMER-A", "5", "P1")):
+        receipt = Receive(
+            key=lot, ts=ledger.clock(), item=item, qty=D(qty), lot=lot, location="LINE-3"
+        )
+        assert ledger.execute(receipt).ok
+    central = Consumer(broker.port, [f"{P}/reply/#", f"{P}/tx"]).start()  # checks schemas
+    sync = Sync(config, ledger, config.data_dir / LEDGER_FILE)
+    sync.start()
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="central-mes")
+    sender.connect("127.0.0.1", broker.port)
+    sender.loop_start()
+
+    def send(payload: dict[str, Any]) -> dict[str, Any]:
+        sender.publish(f"{P}/cmd/production", json.dumps(payload), qos=1).wait_for_publish(5)
+        rid = payload["request_id"]
+
+        def answered() -> list[dict[str, Any]]:
+            got = [json.loads(p) for t, p, _ in list(central.messages) if "/reply/" in t]
+            return [r for r in got if r["request_id"] == rid]
+
+        wait_until(lambda: bool(answered()), 15, f"the reply to {rid}")
+        return answered()[-1]
+
+    try:
+        wait_until(lambda: sync.commands_ready, 10, "the agent to subscribe to its commands")
+        jam = {
+            "request_id": "p1",
+            "work_center": "PRESS-3",
+            "good": 5,
+            "scrap": 10,
+            "reason": "JAM",
+        }
+        assert send(jam) == {"request_id": "p1", "ok": True, "error": None}
+        before = ledger.conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
+        dent = {"request_id": "p2", "work_center": "PRESS-3", "scrap": 1, "reason": "DENT"}
+        refused = send(dent)
+        assert refused["ok"] is False and "unknown scrap reason 'DENT'" in refused["error"]
+        bad = send({"request_id": "p3", "work_center": "PRESS-3", "scrap": 1, "reason": "a b"})
+        assert bad["ok"] is False and "reason" in bad["error"]
+        assert send(jam)["ok"] is True  # the same request_id again: not applied again
+        assert ledger.conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == before
+
+        def published() -> list[dict[str, Any]]:
+            msgs = [json.loads(p) for t, p, _ in list(central.messages) if t.endswith("/tx")]
+            return [t for m in msgs for t in m["transactions"]]
+
+        wait_until(lambda: any(t["kind"] == "scrap" for t in published()), 15, "the scrap on P/tx")
+        # 10 x 0.8755 = 8.755 kg x 1.10 = 9.6305; 10 x 0.01 = 0.100 l x 9.00 = 0.9
+        assert [
+            (t["item"], t["qty"], D(t["cost"]), t["reason"])
+            for t in published()
+            if t["kind"] == "scrap"
+        ] == [
+            ("STEEL-2MM", "-8.755", D("-9.6305"), "JAM"),
+            ("PRIMER-A", "-0.100", D("-0.9"), "JAM"),
+        ]
+        assert all("reason" not in t for t in published() if t["kind"] != "scrap")
+        report = scrap_report(ledger.conn)
+        assert [(r["reason"], D(r["cost"])) for r in report["reasons"]] == [("JAM", D("10.5305"))]
+    finally:
+        sync.stop(5)
+        sender.disconnect()
+        sender.loop_stop()
+        central.stop()
+        ledger.conn.close()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from lineside.agent.commands import (
     CloseOrder,
     Command,
+    Complete,
     Count,
     PutBom,
     PutItem,
@@ -249,6 +250,19 @@ def _reverse(d: dict[str, Any], key: str, ts: datetime) -> Command:
     return Reverse(key=key, ts=ts, tx_id=d["tx_id"])
 
 
+def _production(d: dict[str, Any], key: str, ts: datetime) -> Command:
+    return Complete(
+        key=key,
+        ts=ts,
+        cause=f"production command ({d['request_id']})",
+        work_center=d["work_center"],
+        good=int(d.get("good", 0)),  # the schema lets 2.0 through as a whole number
+        scrap=int(d.get("scrap", 0)),
+        stage=d.get("stage"),
+        reason=d.get("reason"),
+    )
+
+
 _ITEM_KEYS = ("uom", "decimals", "cost", "conversion_cost", "phantom", "gtin")
 _DECIMAL_KEYS = ("cost", "conversion_cost", "per", "qty", "scrap_pct")
 
@@ -284,6 +298,7 @@ NAME_OF = {
     "Reverse": "reverse",
     "PutItem": "item.put",
     "PutBom": "bom.put",
+    "Complete": "production",
 }
 
 _BUILDERS: dict[str, Builder] = {
@@ -294,4 +309,5 @@ _BUILDERS: dict[str, Builder] = {
     "reverse": _reverse,
     "item.put": _item_put,
     "bom.put": _bom_put,
+    "production": _production,
 }
