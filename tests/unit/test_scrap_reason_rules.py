@@ -4,21 +4,27 @@ config's scrap counters become roles, and how the report adds scrap postings up.
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lineside.agent.config import load
 from lineside.agent.config_counters import CountersConfig
 from lineside.agent.domain.backflush import plan_consumption
 from lineside.agent.domain.model import Bom, Component, Item, MasterData, WorkCenter
 from lineside.agent.domain.scrap import UNSPECIFIED, reason_of, reason_problem, scrap_role
 from lineside.agent.scrap_report import by_reason
+from lineside.agent.sparkplug.metrics import layout
 
 D = Decimal
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_role_carries_its_reason() -> None:
     assert reason_of(scrap_role("JAM")) == "JAM"
+    assert scrap_role(UNSPECIFIED) == "scrap"
+    assert reason_of(scrap_role(UNSPECIFIED)) == UNSPECIFIED
     assert reason_of("scrap") == UNSPECIFIED  # a held event from before reasons
     assert reason_of("good") is None
     assert reason_of("stage:paint") is None
@@ -52,7 +58,7 @@ def test_scrap_counters_become_a_role_each() -> None:
     one = CountersConfig.model_validate({"good": "plc.good", "scrap": "plc.scrap"})
     assert one.roles() == [
         (("good",), "good", "plc.good"),
-        (("scrap",), "scrap:unspecified", "plc.scrap"),
+        (("scrap",), "scrap", "plc.scrap"),  # the role scrap always had
     ]
     many = CountersConfig.model_validate({"scrap": {"JAM": "plc.jam", "PAINT": "plc.paint"}})
     assert many.roles() == [
@@ -112,3 +118,12 @@ def test_the_report_adds_scrap_up_by_reason_order_and_item() -> None:
     ]
     assert D(report["total_cost"]) == D("16.5088")  # 11.5566 + 4.9522
     assert by_reason([]) == {"lines": [], "reasons": [], "total_cost": "0"}
+
+
+def test_sparkplug_names_a_metric_per_scrap_counter() -> None:
+    example = load(REPO / "config" / "example.yaml").config  # scrap: {JAM: …, PAINT: …}
+    names = [m.name for m in layout(example).devices["PRESS-3"] if m.name.startswith("Counters/")]
+    assert names == ["Counters/Good", "Counters/Scrap/JAM", "Counters/Scrap/PAINT"]
+    demo = load(REPO / "config" / "demo.yaml").config  # scrap: plc3.scrap, as before
+    names = [m.name for m in layout(demo).devices["PRESS-3"] if m.name.startswith("Counters/")]
+    assert names == ["Counters/Good", "Counters/Scrap"]

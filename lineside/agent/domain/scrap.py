@@ -1,9 +1,10 @@
 """Scrap reasons: which reason a scrap posting carries, and whether a code may be one.
 
-A scrapped unit is reported under the role "scrap:CODE"; the plain role "scrap" (a held
-event written before reasons existed, a counter configured as one point) means the reason
-UNSPECIFIED. The role is what keeps two reasons apart all the way to the journal: each
-scrap counter is its own point and role, so one posting never mixes two reasons.
+A scrapped unit is reported under the role "scrap:CODE", or the plain role "scrap" for
+the reason UNSPECIFIED (scrap without a reason, as every scrap was before reasons: held
+events and alerts keep the role they always had). The role is what keeps two reasons
+apart all the way to the journal: each scrap counter is its own point and role, so one
+posting never mixes two reasons.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _REASON = re.compile(REASON[:-1] + r"\Z")
 
 
 def scrap_role(reason: str) -> str:
-    return f"scrap:{reason}"
+    return "scrap" if reason == UNSPECIFIED else f"scrap:{reason}"
 
 
 def reason_of(role: str) -> str | None:
