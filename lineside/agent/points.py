@@ -12,7 +12,7 @@ from lineside.agent.config import LinesideConfig
 class CounterPoint:
     point: str
     work_center: str
-    role: str  # "good", "scrap:REASON" or "stage:NAME"
+    role: str  # "good", "scrap", "scrap:REASON" or "stage:NAME"
     modulus: int | Decimal | None  # where it wraps: 2^width x scale; None for a float
     max_delta: int
     max_rate: Decimal | None = None  # units per second the work center can make
