@@ -326,3 +326,23 @@ def test_the_mqtt_production_command_carries_the_reason_to_p_tx(
         sender.loop_stop()
         central.stop()
         ledger.conn.close()
+
+
+def test_scrap_held_for_stock_posts_later_with_its_reason(tmp_path: Path) -> None:
+    text = DEMO_CONFIG.read_text().replace("on_shortage: allow", "on_shortage: hold")
+    ledger = open_ledger(load(write_config(tmp_path, text)), StepClock())
+    ts = ledger.clock
+    cmd = Complete(key="c1", ts=ts(), work_center="PRESS-3", scrap=2, reason="JAM")
+    held = ledger.execute(cmd)
+    assert held.ok and not held.transactions
+    assert [(a["kind"], a["role"]) for a in held.alerts] == [("held", "scrap:JAM")]
+    for item, qty in (("STEEL-2MM", "10"), ("PRIMER-A", "1")):
+        receipt = Receive(key=item, ts=ts(), item=item, qty=D(qty), lot="L1", location="LINE-3")
+        assert ledger.execute(receipt).ok
+    scrap = [t for t in transactions(ledger.conn) if t["kind"] == "scrap"]
+    # 2 x 0.8755 = 1.751 kg; 2 x 0.01 = 0.020 l: posted once the primer arrived
+    assert [(t["item"], t["qty"], t["reason"]) for t in scrap] == [
+        ("STEEL-2MM", "-1.751", "JAM"),
+        ("PRIMER-A", "-0.020", "JAM"),
+    ]
+    ledger.conn.close()
