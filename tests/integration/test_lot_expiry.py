@@ -165,7 +165,9 @@ def _receive(ledger: Ledger, lot: str, qty: int, expiry: date | None) -> None:
     assert result.ok, result.error
 
 
-def _paint(ledger: Ledger, key: str, units: int) -> tuple[list[tuple[str, Decimal]], list[str]]:
+def _paint(
+    ledger: Ledger, key: str, units: int
+) -> tuple[list[tuple[str | None, Decimal]], list[str]]:
     result = ledger.execute(
         Complete(key=key, ts=ledger.clock(), work_center="PRESS-3", good=units, stage="paint")
     )
