@@ -9,17 +9,10 @@ from decimal import Decimal
 import pytest
 
 from lineside.agent.commands import Receive
+from lineside.agent.domain import model
 from lineside.agent.domain.backflush import consume_on, plan_consumption
 from lineside.agent.domain.expiry import Blocked, consumable, removal_order, why_blocked
-from lineside.agent.domain.model import (
-    NO_LOT,
-    Bom,
-    Component,
-    Item,
-    LotBalance,
-    MasterData,
-    WorkCenter,
-)
+from lineside.agent.domain.model import NO_LOT, Item, LotBalance
 from lineside.agent.inputs import BadInput, parse_day
 from lineside.agent.scans import LotReceipt, interpret_scan
 from lineside.agent.sync.commands_in import CommandParser
@@ -94,9 +87,9 @@ def test_nothing_consumed_passes_over_nothing() -> None:
 
 def test_plan_consumption_passes_the_posting_day_to_each_component() -> None:
     items = {"KIT": Item("KIT", "ea"), "SEAL-7": FEFO}
-    boms = {"KIT": Bom("KIT", D(1), (Component("SEAL-7", D(2)),))}
-    wc = WorkCenter("PACK-1", "LINE-3", "KIT")
-    master = MasterData(items, boms, {"PACK-1": wc})
+    boms = {"KIT": model.Bom("KIT", D(1), (model.Component("SEAL-7", D(2)),))}
+    wc = model.WorkCenter("PACK-1", "LINE-3", "KIT")
+    master = model.MasterData(items, boms, {"PACK-1": wc})
     stock = {"SEAL-7": [C, A, B]}
     # 3 kits x 2 seals = 6: B 3, A 3, C expired
     plan = plan_consumption(master, wc, "KIT", "good", 3, {}, stock, on=TODAY)
