@@ -3,19 +3,26 @@ takes (numbers worked out by hand in each test)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from lineside.agent.commands import Receive
+from lineside.agent.config import load_text
 from lineside.agent.domain import model
 from lineside.agent.domain.backflush import consume_on, plan_consumption
 from lineside.agent.domain.expiry import Blocked, consumable, removal_order, why_blocked
 from lineside.agent.domain.model import NO_LOT, Item, LotBalance
+from lineside.agent.handlers import Context
+from lineside.agent.handlers.readings import post_measured
 from lineside.agent.inputs import BadInput, parse_day
 from lineside.agent.scans import LotReceipt, interpret_scan
 from lineside.agent.sync.commands_in import CommandParser
+from tests.conftest import DEMO_CONFIG
+from tests.unit.fake_work import FakeWork
 
 D = Decimal
 TODAY = date(2026, 12, 4)
@@ -136,3 +143,25 @@ def test_the_mqtt_receipt_carries_the_expiry() -> None:
     assert bad.command is None and "expiry: '2027-13-01' is not a day" in (bad.error or "")
     loose = parser.parse("receipt", body + b' "expiry": "10/01/2027"}')
     assert loose.command is None and "expiry" in (loose.error or "")
+
+
+def test_measured_consumption_passes_over_an_expired_lot_once() -> None:
+    ctx, work = Context.of(load_text(DEMO_CONFIG.read_text(), Path("demo.yaml")).config), FakeWork()
+    ctx.refresh_from(work)
+    paint = replace(ctx.master.items["PAINT-9005"], removal="fefo")
+    ctx.master = replace(ctx.master, items={**ctx.master.items, "PAINT-9005": paint})
+    work.stock[("PAINT-9005", "LINE-3", "OLD")] = D("5.00")
+    work.stock[("PAINT-9005", "LINE-3", "NEW")] = D("5.00")
+    work.expiries[("PAINT-9005", "OLD")] = date(2026, 12, 3)
+    work.expiries[("PAINT-9005", "NEW")] = date(2027, 6, 30)
+    at = datetime(2026, 12, 4, 6, 0, tzinfo=UTC)
+    # 1.25 l measured, then 0.50 l: both from NEW (5.00 - 1.25 - 0.50 = 3.25); OLD keeps 5.00
+    post_measured(ctx, work, "PRESS-3", "PAINT-9005", D("1.25"), "doser3.total_l:1", at)
+    post_measured(ctx, work, "PRESS-3", "PAINT-9005", D("0.50"), "doser3.total_l:2", at)
+    assert [(t["lot"], D(t["qty"])) for t in work.posted] == [
+        ("NEW", D("-1.25")),
+        ("NEW", D("-0.50")),
+    ]
+    assert work.stock[("PAINT-9005", "LINE-3", "NEW")] == D("3.25")
+    assert work.stock[("PAINT-9005", "LINE-3", "OLD")] == D("5.00")
+    assert [(a["kind"], a["lot"]) for a in work.alerts] == [("lot_expired", "OLD")]
