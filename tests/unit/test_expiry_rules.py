@@ -19,8 +19,10 @@ from lineside.agent.domain.model import NO_LOT, Item, LotBalance
 from lineside.agent.handlers import Context
 from lineside.agent.handlers.readings import post_measured
 from lineside.agent.inputs import BadInput, parse_day
+from lineside.agent.interpret import ScanPlace, scan_command
 from lineside.agent.scans import LotReceipt, interpret_scan
 from lineside.agent.sync.commands_in import CommandParser
+from lineside.drivers.base import Scan
 from tests.conftest import DEMO_CONFIG
 from tests.unit.fake_work import FakeWork
 
@@ -165,3 +167,18 @@ def test_measured_consumption_passes_over_an_expired_lot_once() -> None:
     assert work.stock[("PAINT-9005", "LINE-3", "NEW")] == D("3.25")
     assert work.stock[("PAINT-9005", "LINE-3", "OLD")] == D("5.00")
     assert [(a["kind"], a["lot"]) for a in work.alerts] == [("lot_expired", "OLD")]
+
+
+def test_a_scanned_label_with_ai_17_receives_the_lot_with_its_expiry() -> None:
+    place = ScanPlace("PRESS-3", "LINE-3", "BRKT-100", "ORD-")
+    # (01) GTIN, (17) 270600: day 00 of June 2027 is its last day, (10) lot, (3103) 12.500 kg
+    label = "]C10109521234543213" + "17270600" + "10HEAT-7\x1d3103012500"
+    command = scan_command(
+        Scan("scanner3", label, datetime(2026, 12, 4, tzinfo=UTC)),
+        place,
+        {"09521234543213": "STEEL-2MM"},
+        {"STEEL-2MM": "kg"},
+        1,
+    )
+    assert isinstance(command, Receive)
+    assert (command.lot, command.qty, command.expiry) == ("HEAT-7", D("12.500"), date(2027, 6, 30))
