@@ -119,6 +119,8 @@ class ItemConfig(Model):
     conversion_cost: Quantity = Field(default=Decimal(0), ge=0, le=1_000_000_000)
     phantom: bool = False
     gtin: str | None = None
+    removal: Literal["fifo", "fefo"] = "fifo"
+    min_shelf_life_days: Quantity | None = Field(default=None, ge=0, le=36_500)
     description: str = ""
 
     @field_validator("gtin")

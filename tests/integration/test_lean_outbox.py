@@ -101,6 +101,7 @@ def _downgrade_to_v4(db: Path) -> None:
         conn.execute("ALTER TABLE journal DROP COLUMN reason")  # m007's
         conn.execute('CREATE INDEX "idx_journal_event" ON "journal" ("event")')
         conn.execute("CREATE INDEX outbox_unsent ON outbox(id) WHERE sent_ts IS NULL")
+        conn.execute("DROP TABLE lots")  # m006's
         conn.execute("PRAGMA user_version = 4")
         conn.execute("COMMIT")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lineside.agent import reports
+from lineside.agent import expiry_report, reports
 from lineside.agent.cli.options import as_json, config, count_arg
 from lineside.agent.cli.shared import TX_COLUMNS, ledger_of, print_json
 from lineside.agent.cli.table import action, actions, arg, command
@@ -27,10 +27,11 @@ from lineside.clock import utc_now
 def _run_stock(args: argparse.Namespace) -> int:
     ledger = ledger_of(args)
     data = reports.stock(ledger.conn, ledger.master, args.item, empty=args.all)
+    data = expiry_report.with_expiry(ledger.conn, data)
     if args.json:
         print_json(data)
     else:
-        print(render(data, ("item", "location", "lot", "qty", "uom")))
+        print(render(data, ("item", "location", "lot", "qty", "uom", "expiry")))
     return EXIT_OK
 
 
@@ -64,7 +65,7 @@ def _genealogy_choice(p: argparse.ArgumentParser) -> None:
 
 @command(
     "report",
-    "journal entries, variance, count accuracy, genealogy, scrap by reason",
+    "journal entries, variance, count accuracy, genealogy, scrap by reason, lots by expiry",
     actions(
         "report",
         "REPORT",
@@ -96,6 +97,13 @@ def _genealogy_choice(p: argparse.ArgumentParser) -> None:
             arg("--item", help="only this component item"),
             as_json,
         ),
+        action(
+            "expiry",
+            "lots on hand by expiry date, earliest first, expired ones flagged",
+            config,
+            arg("--within", type=count_arg, help="only lots expiring within DAYS (and expired)"),
+            as_json,
+        ),
     ),
 )
 def _run_report(args: argparse.Namespace) -> int:
@@ -111,6 +119,13 @@ def _run_report(args: argparse.Namespace) -> int:
         else:
             print(scrap_text(scrap))
         return EXIT_OK
+    if args.report == "expiry":
+        lots = expiry_report.lots_by_expiry(
+            ledger.conn, ledger.master, utc_now().date(), args.within
+        )
+        if not args.json:
+            lots = expiry_report.as_text(lots)
+        return _print_rows(lots, expiry_report.EXPIRY_COLUMNS, args.json)
     cols: tuple[str, ...]
     if args.report == "variance":
         data = reports.variance(ledger.conn, ledger.master)
@@ -121,7 +136,11 @@ def _run_report(args: argparse.Namespace) -> int:
     else:
         data = reports.genealogy_of_lot(ledger.conn, args.lot)
         cols = ("order", "item", "qty", "uom", "work_center")
-    if args.json:
+    return _print_rows(data, cols, args.json)
+
+
+def _print_rows(data: list[dict[str, Any]], cols: tuple[str, ...], machine: bool) -> int:
+    if machine:
         print_json(data)
     else:
         print(render(data, cols))

@@ -17,7 +17,12 @@ from lineside.agent.domain.backflush import (
 from lineside.agent.domain.held import Production
 from lineside.agent.domain.model import NO_LOT, WorkCenter
 from lineside.agent.domain.scrap import UNSPECIFIED, reason_of, reason_problem, scrap_role
-from lineside.agent.handlers.context import Context, negative_alert, post_moves
+from lineside.agent.handlers.context import (
+    Context,
+    negative_alert,
+    passed_over_alerts,
+    post_moves,
+)
 from lineside.agent.ledger.store import Posting
 from lineside.agent.ledger.work import Work
 
@@ -96,9 +101,12 @@ def post_production(
         requirements, components = _explosion(ctx, p.item, p.role)
         stock = uow.lots_of(components, wc.location) if components else {}
         carries = uow.carries(p.bucket, components)
-        plan = plan_consumption(master, wc, p.item, p.role, p.units, carries, stock, requirements)
+        plan = plan_consumption(
+            master, wc, p.item, p.role, p.units, carries, stock, requirements, on=ts.date()
+        )
     except CannotPost as exc:
         return _wait(ctx, uow, p, completion, posting, str(exc), may_hold)
+    passed_over_alerts(uow, plan.blocked, wc.location, ts, p.event)
     if plan.shortages and wc.on_shortage == "hold":
         missing = ", ".join(f"{s.item} short {s.missing}" for s in plan.shortages)
         return _wait(ctx, uow, p, completion, posting, f"shortage: {missing}", may_hold)

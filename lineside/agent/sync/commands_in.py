@@ -29,7 +29,7 @@ from lineside.agent.commands import (
     Reverse,
     StartOrder,
 )
-from lineside.agent.inputs import parse_quantity
+from lineside.agent.inputs import parse_day, parse_quantity
 from lineside.agent.sync.contract import Contract
 from lineside.agent.sync.payloads import COMMAND_NAMES, Topics, reply
 
@@ -214,20 +214,25 @@ def decimal(value: str, field: str) -> Decimal:
 Builder = Callable[[dict[str, Any], str, datetime], Command]
 
 
-def _stock_at(kind: type[Receive | Count]) -> Builder:
+def _stock_fields(d: dict[str, Any]) -> dict[str, Any]:
     """A receipt and a count say the same: item, qty at a location, maybe a lot."""
+    return {
+        "item": d["item"],
+        "qty": decimal(d["qty"], "qty"),
+        "location": d["location"],
+        "lot": d.get("lot"),
+    }
 
-    def build(d: dict[str, Any], key: str, ts: datetime) -> Command:
-        return kind(
-            key=key,
-            ts=ts,
-            item=d["item"],
-            qty=decimal(d["qty"], "qty"),
-            location=d["location"],
-            lot=d.get("lot"),
-        )
 
-    return build
+def _count(d: dict[str, Any], key: str, ts: datetime) -> Command:
+    return Count(key=key, ts=ts, **_stock_fields(d))
+
+
+def _receipt(d: dict[str, Any], key: str, ts: datetime) -> Command:
+    """A count's fields, and the lot's expiry date when the label gives one."""
+    expiry = d.get("expiry")
+    day = None if expiry is None else parse_day(expiry)
+    return Receive(key=key, ts=ts, **_stock_fields(d), expiry=day)
 
 
 def _order_start(d: dict[str, Any], key: str, ts: datetime) -> Command:
@@ -263,8 +268,17 @@ def _production(d: dict[str, Any], key: str, ts: datetime) -> Command:
     )
 
 
-_ITEM_KEYS = ("uom", "decimals", "cost", "conversion_cost", "phantom", "gtin")
-_DECIMAL_KEYS = ("cost", "conversion_cost", "per", "qty", "scrap_pct")
+_ITEM_KEYS = (
+    "uom",
+    "decimals",
+    "cost",
+    "conversion_cost",
+    "phantom",
+    "gtin",
+    "removal",
+    "min_shelf_life_days",
+)
+_DECIMAL_KEYS = ("cost", "conversion_cost", "per", "qty", "scrap_pct", "min_shelf_life_days")
 
 
 def _item_put(d: dict[str, Any], key: str, ts: datetime) -> Command:
@@ -302,8 +316,8 @@ NAME_OF = {
 }
 
 _BUILDERS: dict[str, Builder] = {
-    "receipt": _stock_at(Receive),
-    "count": _stock_at(Count),
+    "receipt": _receipt,
+    "count": _count,
     "order.start": _order_start,
     "order.close": _order_close,
     "reverse": _reverse,
