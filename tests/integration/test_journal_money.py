@@ -16,6 +16,8 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from lineside.agent.bootstrap import open_ledger
 from lineside.agent.commands import MeterReading
 from lineside.agent.config import load
@@ -154,8 +156,11 @@ def cans(tmp_path: Path) -> str:
     return cfg
 
 
-def make_cans(cfg: str, order: str, meter: tuple[str, ...], clock: StepClock) -> dict[str, Any]:
-    """Order: 100 good cans and 20 scrapped, the sprayer's totalizer read at meter; its entry."""
+def make_cans(
+    cfg: str, order: str, meter: tuple[str, ...], clock: StepClock, reason: str | None = None
+) -> dict[str, Any]:
+    """Order: 100 good cans and 20 scrapped (for reason, if given), the sprayer's totalizer
+    read at meter; its entry."""
     lineside(
         "order", "start", "-c", cfg, "--work-center", "LINE", "--order", order, "--item", "CAN"
     )
@@ -164,7 +169,10 @@ def make_cans(cfg: str, order: str, meter: tuple[str, ...], clock: StepClock) ->
         point = "spray.total_l"
         assert ledger.execute(MeterReading(key=value, ts=clock(), point=point, value=D(value))).ok
     ledger.conn.close()
-    lineside("complete", "-c", cfg, "--work-center", "LINE", "--good", "100", "--scrap", "20")
+    because = ("--reason", reason) if reason else ()
+    lineside(
+        "complete", "-c", cfg, "--work-center", "LINE", "--good", "100", "--scrap", "20", *because
+    )
     (entry,) = journal(cfg)
     return entry
 
@@ -210,11 +218,12 @@ def test_measured_line_without_a_reading_is_not_measured(tmp_path: Path, clock: 
     assert "not measured" in table and "-100" not in table
 
 
+@pytest.mark.parametrize("reason", [None, "JAM"])
 def test_scrapped_units_measured_standard_goes_to_scrap_loss(
-    tmp_path: Path, clock: StepClock
+    tmp_path: Path, clock: StepClock, reason: str | None
 ) -> None:
     cfg = cans(tmp_path)
-    entry = make_cans(cfg, "O-2", ("10.000", "11.950"), clock)  # 1.950 l during O-2
+    entry = make_cans(cfg, "O-2", ("10.000", "11.950"), clock, reason)  # 1.950 l during O-2
     # lacquer measured 1.950 l × 12 = 23.40; standard of all 120 units 1.8 l × 12 = 21.60
     # Material Usage Variance 23.40 - 21.60 = 1.80 debit (more lacquer than standard)
     # Finished Goods 108.00 has the good units' lacquer (18) only, Scrap Loss 11.60 the

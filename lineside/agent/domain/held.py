@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
+from lineside.agent.domain.scrap import reason_of
+
 # The prefix of a standards bucket of scrapped units; a plain bucket starts with "order:"
 # or "wc:", so none is mistaken for one. Ledgers written before kept them in the plain one.
 SCRAP_STANDARD = "scrap:"
@@ -47,7 +49,7 @@ class Production(_Payload):
     def standard_bucket(self) -> str:
         """Where the measured standard of these units adds up: scrapped units apart, so
         that the journal costs their share to Scrap Loss."""
-        return SCRAP_STANDARD + self.bucket if self.role == "scrap" else self.bucket
+        return SCRAP_STANDARD + self.bucket if reason_of(self.role) else self.bucket
 
     def without_completion(self) -> Production:
         return replace(self, with_completion=False)
