@@ -346,7 +346,8 @@ def figures(result: Result, ledger: dict[str, str], args: argparse.Namespace,
     note = (f"{result.units} units completed in a {args.seconds:.0f} s window after a"
             f" {args.warmup:.0f} s warm-up, poll {spec.poll_ms} ms, the ledger aged by"
             f" {result.aged} units ({hours(spec, result.aged)}), lineside {commit}; written:"
-            " /proc/PID/io write_bytes plus the checkpoint the WAL owes; growth: page_count x page_size; per day: 24 h at this rate")
+            " /proc/PID/io write_bytes plus the checkpoint the WAL owes; growth: page_count x"
+            " page_size; per day: 24 h at this rate")
     days = CARD_BYTES / (growth * per_day) if growth > 0 else float("inf")
     days_info = CARD_BYTES / (info * per_day) if info > 0 else float("inf")
     limit = "tx JSON on P/tx"

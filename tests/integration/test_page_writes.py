@@ -20,7 +20,6 @@ from lineside.agent.bootstrap import open_ledger
 from lineside.agent.commands import CloseOrder, CounterReading, Receive, StartOrder
 from lineside.agent.config import load
 from lineside.agent.handlers import Ledger
-
 from tests.conftest import write_config
 
 BOM_LINES = 20

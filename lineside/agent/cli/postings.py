@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from lineside.agent.alerts import alert_fields, held_text
 from lineside.agent.cli.options import as_json, config, count_arg, decimal_arg, request_id
-from lineside.agent.cli.shared import TX_COLUMNS, ledger_of, print_json, request_key
+from lineside.agent.cli.shared import TX_COLUMNS, ledger_of, post, print_json, request_key
 from lineside.agent.cli.table import Arguments, action, actions, arg, command
 from lineside.agent.commands import (
     CloseOrder,
@@ -40,7 +40,7 @@ def by_hand(args: argparse.Namespace, kind: type[C], prefix: str, *fields: str, 
 
 
 def apply(args: argparse.Namespace, command: Command) -> int:
-    result = ledger_of(args).execute(command)
+    result = post(args, command)
     return report_result(args, result)
 
 
@@ -165,7 +165,7 @@ def _run_order(args: argparse.Namespace) -> int:
         command = by_hand(args, StartOrder, "cli-order-start", *fields)
     else:
         command = by_hand(args, CloseOrder, "cli-order-close", "order")
-    result = ledger_of(args).execute(command)
+    result = post(args, command)
     if result.ok:
         print(f"order {args.order} {'started' if args.action == 'start' else 'closed'}")
         return EXIT_OK
