@@ -13,7 +13,7 @@ count, the ledger and the subscriber agree exactly; prints dbstat's bytes per ro
 (bench/rowbytes.py). bench/README.md says more. Prints figures; asserts nothing.
 
     .venv/bin/python bench/endurance.py [--line busy|slow] [--age-units 14400]
-        [--warmup 15] [--seconds 60] [--ledger KEY=VALUE ...] [--quick] [--json FILE]
+        [--warmup 15] [--seconds 120] [--ledger KEY=VALUE ...] [--quick] [--json FILE]
 
 --ledger sets a key of the config's `ledger:` section (post_interval_s=0; repeatable); the
 figures are labelled with them ("defaults" without). A lineside that does not know a key
@@ -391,7 +391,8 @@ def main() -> None:
                         help="busy: 20-line BOM at 4 units/s; slow: 5-line BOM at 1 unit/s"
                              " (repeatable; default both)")
     parser.add_argument("--warmup", type=float, help="seconds before measuring (15; quick 5)")
-    parser.add_argument("--seconds", type=float, help="seconds measured per line (60; quick 15)")
+    parser.add_argument("--seconds", type=float,
+                        help="seconds measured per line (120, four posting windows; quick 15)")
     parser.add_argument("--every", type=float, help="seconds between samples (10; quick 5)")
     parser.add_argument("--age-units", type=int,
                         help="units of the line's production in the ledger before the agent"
@@ -401,7 +402,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short phases: a smoke test")
     parser.add_argument("--json", type=Path, help="also write the figures here (run_all)")
     args = parser.parse_args()
-    for name, normal, quick in (("warmup", 15, 5), ("seconds", 60, 15), ("every", 10, 5),
+    for name, normal, quick in (("warmup", 15, 5), ("seconds", 120, 15), ("every", 10, 5),
                                 ("age_units", 14_400, 1_000)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else normal)
