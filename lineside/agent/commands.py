@@ -7,7 +7,7 @@ and returns the first result again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeGuard
 
@@ -27,6 +27,7 @@ class Complete(Command):
     good: int = 0
     scrap: int = 0
     stage: str | None = None  # units that passed this stage (its components only)
+    reason: str | None = None  # the scrapped units' reason code (None: unspecified)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +63,9 @@ class StockCommand(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class Receive(StockCommand):
-    """Stock that arrived: qty is added."""
+    """Stock that arrived: qty is added. expiry is the lot's (a lot has one expiry)."""
+
+    expiry: date | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from lineside.agent.config_checks import ENTRY_SECTIONS, check_references
+from lineside.agent.config_counters import CountersConfig, ScrapReasons
 from lineside.agent.inputs import check_quantity, gtin_check_digit
 from lineside.agent.yamlsource import KeyPath, Refused, Source, format_path, line_of, parse
 from lineside.drivers import registry
@@ -118,6 +119,8 @@ class ItemConfig(Model):
     conversion_cost: Quantity = Field(default=Decimal(0), ge=0, le=1_000_000_000)
     phantom: bool = False
     gtin: str | None = None
+    removal: Literal["fifo", "fefo"] = "fifo"
+    min_shelf_life_days: Quantity | None = Field(default=None, ge=0, le=36_500)
     description: str = ""
 
     @field_validator("gtin")
@@ -145,11 +148,6 @@ class ComponentConfig(Model):
 class BomConfig(Model):
     per: Quantity = Field(default=Decimal(1), gt=0, le=1_000_000_000)
     components: list[ComponentConfig] = Field(min_length=1)
-
-
-class CountersConfig(Model):
-    good: str | None = None
-    scrap: str | None = None
 
 
 class WorkCenterConfig(Model):
@@ -248,6 +246,7 @@ class LinesideConfig(Model):
     items: dict[str, ItemConfig] = {}
     boms: dict[str, BomConfig] = {}
     work_centers: dict[str, WorkCenterConfig] = {}
+    scrap_reasons: ScrapReasons = {}  # when set, the only reasons scrap may be reported with
     meters: dict[str, MeterConfig] = {}
     devices: dict[str, DeviceConfig] = {}
     health: HealthConfig | None = None

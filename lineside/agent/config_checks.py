@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from lineside.agent.domain.scrap import reason_of, reason_problem
 from lineside.agent.inputs import BadInput, check_code
 from lineside.agent.sparkplug.checks import sparkplug_problems
 from lineside.agent.yamlsource import KeyPath, format_path
@@ -82,8 +83,12 @@ def check_references(
             problems.append(((*base, "item"), f"unknown item {wc.item!r}"))
         elif wc.item is not None and wc.item not in config.boms:
             warnings.append(f"work_centers.{name}.item: {wc.item} has no BOM; completions are held")
-        point_ref(wc.counters.good, (*base, "counters", "good"))
-        point_ref(wc.counters.scrap, (*base, "counters", "scrap"))
+        for tail, role, ref in wc.counters.roles():
+            point_ref(ref, (*base, "counters", *tail))
+            reason = reason_of(role)
+            problem = None if reason is None else reason_problem(reason, config.scrap_reasons)
+            if problem is not None:
+                problems.append(((*base, "counters", *tail), problem))
         for stage, ref in wc.stages.items():
             point_ref(ref, (*base, "stages", stage))
     for name, meter in config.meters.items():
@@ -141,9 +146,8 @@ def _signed_counter_problems(config: LinesideConfig) -> list[tuple[KeyPath, str]
     cannot count (a signed Modbus type) is refused rather than guessed at."""
     refs: list[tuple[KeyPath, str]] = []
     for name, wc in config.work_centers.items():
-        for role, ref in (("good", wc.counters.good), ("scrap", wc.counters.scrap)):
-            if ref is not None:
-                refs.append((("work_centers", name, "counters", role), ref))
+        for tail, _, ref in wc.counters.roles():
+            refs.append((("work_centers", name, "counters", *tail), ref))
         refs += [(("work_centers", name, "stages", s), ref) for s, ref in wc.stages.items()]
     refs += [(("meters", name, "point"), m.point) for name, m in config.meters.items()]
     out: list[tuple[KeyPath, str]] = []

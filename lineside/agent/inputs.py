@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import date
 from decimal import Decimal
 
 MAX_DIGITS = 14
@@ -44,6 +45,17 @@ def parse_quantity(text: str, field: str = "qty") -> Decimal:
         prefix = f"{field}: " if field else ""
         raise BadInput(f'{prefix}{text!r} is not a decimal string such as "12.5"')
     return check_quantity(Decimal(text), field)
+
+
+def parse_day(text: str, field: str = "expiry") -> date:
+    """A calendar day written YYYY-MM-DD (ISO 8601), and a real one (no 2027-02-30)."""
+    prefix = f"{field}: " if field else ""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+        raise BadInput(f"{prefix}{text!r} is not a date such as 2027-01-31")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"{prefix}{text!r} is not a day of the calendar") from None
 
 
 def check_quantity(value: Decimal | int, field: str = "qty") -> Decimal:

@@ -86,6 +86,7 @@ def scan_command(
             qty=meaning.qty,
             lot=meaning.lot,
             location=place.location,
+            expiry=meaning.expiry,
             cause=f"scan at {scan.device}",
         )
     if isinstance(meaning, OrderStart):

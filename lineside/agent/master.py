@@ -25,6 +25,8 @@ def item_from(code: str, cfg: ItemConfig) -> Item:
         conversion_cost=cfg.conversion_cost,
         phantom=cfg.phantom,
         gtin=cfg.gtin,
+        removal=cfg.removal,
+        min_shelf_life_days=cfg.min_shelf_life_days,
     )
 
 

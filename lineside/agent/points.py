@@ -12,7 +12,7 @@ from lineside.agent.config import LinesideConfig
 class CounterPoint:
     point: str
     work_center: str
-    role: str  # "good", "scrap" or "stage:NAME"
+    role: str  # "good", "scrap", "scrap:REASON" or "stage:NAME"
     modulus: int | Decimal | None  # where it wraps: 2^width x scale; None for a float
     max_delta: int
     max_rate: Decimal | None = None  # units per second the work center can make
@@ -46,13 +46,12 @@ def _modulus(config: LinesideConfig, ref: str) -> int | Decimal | None:
 def point_map(config: LinesideConfig) -> PointMap:
     counters: dict[str, CounterPoint] = {}
     for code, wc in config.work_centers.items():
-        roles = {"good": wc.counters.good, "scrap": wc.counters.scrap}
-        roles.update({f"stage:{name}": ref for name, ref in wc.stages.items()})
-        for role, ref in roles.items():
-            if ref is not None:
-                counters[ref] = CounterPoint(
-                    ref, code, role, _modulus(config, ref), wc.max_delta, wc.max_rate
-                )
+        roles = [(role, ref) for _, role, ref in wc.counters.roles()]
+        roles += [(f"stage:{name}", ref) for name, ref in wc.stages.items()]
+        for role, ref in roles:
+            counters[ref] = CounterPoint(
+                ref, code, role, _modulus(config, ref), wc.max_delta, wc.max_rate
+            )
     meters = {
         m.point: MeterPoint(
             m.point,

@@ -73,8 +73,9 @@ def test_receive_complete_stock_json(cfg: str) -> None:
         "lot": "H1",
         "qty": "90.369",
         "uom": "kg",
+        "expiry": None,  # issue 16: stock shows the lot's expiry (H1 has none)
     } in stock
-    assert all(set(row) == {"item", "location", "lot", "qty", "uom"} for row in stock)
+    assert all(set(row) == {"item", "location", "lot", "qty", "uom", "expiry"} for row in stock)
     txs = json.loads(run("tx", "-c", cfg, "--json").stdout)
     assert set(txs[0]) == {
         "id",
@@ -91,7 +92,7 @@ def test_receive_complete_stock_json(cfg: str) -> None:
         "cause",
     }
     table = run("stock", "-c", cfg).stdout.splitlines()
-    assert table[0].split() == ["ITEM", "LOCATION", "LOT", "QTY", "UOM"]
+    assert table[0].split() == ["ITEM", "LOCATION", "LOT", "QTY", "UOM", "EXPIRY"]
 
 
 def test_zero_good_is_allowed_and_request_id_applies_once(cfg: str) -> None:

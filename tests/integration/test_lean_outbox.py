@@ -98,8 +98,10 @@ def _downgrade_to_v4(db: Path) -> None:
             "UPDATE outbox SET payload = ? WHERE id = ?", [(t, i) for i, t in python.items()]
         )
         conn.execute("ALTER TABLE outbox DROP COLUMN tx")
+        conn.execute("ALTER TABLE journal DROP COLUMN reason")  # m007's
         conn.execute('CREATE INDEX "idx_journal_event" ON "journal" ("event")')
         conn.execute("CREATE INDEX outbox_unsent ON outbox(id) WHERE sent_ts IS NULL")
+        conn.execute("DROP TABLE lots")  # m006's
         conn.execute("PRAGMA user_version = 4")
         conn.execute("COMMIT")
 

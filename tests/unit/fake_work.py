@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +32,8 @@ class FakeWork:
         self.counts: list[dict[str, Any]] = []
         self.metas: dict[str, str] = {}
         self.overlays: dict[str, dict[str, Any]] = {"items": {}, "boms": {}}
+        self.expiries: dict[tuple[str, str], date] = {}
+        self.lot_alerts: set[tuple[str, str, int]] = set()
 
     @contextmanager
     def attempt(self, savepoint: bool = True) -> Iterator[None]:
@@ -46,7 +48,7 @@ class FakeWork:
     # stock and journal
     def lots(self, item: str, location: str) -> list[LotBalance]:
         return [
-            LotBalance(lot, qty)
+            LotBalance(lot, qty, self.expiries.get((item, lot)))
             for (i, loc, lot), qty in self.stock.items()
             if (i, loc) == (item, location)
         ]
@@ -87,6 +89,19 @@ class FakeWork:
 
     def alert(self, kind: str, ts: datetime, **fields: Any) -> None:
         self.alerts.append({"kind": kind, "ts": iso(ts), **fields})
+
+    # lots' expiry dates
+    def lot_expiry(self, item: str, lot: str) -> date | None:
+        return self.expiries.get((item, lot))
+
+    def set_lot_expiry(self, item: str, lot: str, expiry: date) -> None:
+        self.expiries[(item, lot)] = expiry
+
+    def first_lot_alert(self, item: str, lot: str, bit: int) -> bool:
+        if (item, lot, bit) in self.lot_alerts:
+            return False
+        self.lot_alerts.add((item, lot, bit))
+        return True
 
     # carries and standards
     def carries(self, bucket: str, items: Sequence[str]) -> dict[str, Carry]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lineside.agent import reports
+from lineside.agent import expiry_report, reports
 from lineside.agent.cli.options import as_json, config, count_arg
 from lineside.agent.cli.shared import TX_COLUMNS, ledger_of, print_json
 from lineside.agent.cli.table import action, actions, arg, command
 from lineside.agent.ledger import queries
+from lineside.agent.scrap_report import scrap_report, scrap_text
 from lineside.agent.tables import render
 from lineside.cli_options import EXIT_OK
 from lineside.clock import utc_now
@@ -26,10 +27,11 @@ from lineside.clock import utc_now
 def _run_stock(args: argparse.Namespace) -> int:
     ledger = ledger_of(args)
     data = reports.stock(ledger.conn, ledger.master, args.item, empty=args.all)
+    data = expiry_report.with_expiry(ledger.conn, data)
     if args.json:
         print_json(data)
     else:
-        print(render(data, ("item", "location", "lot", "qty", "uom")))
+        print(render(data, ("item", "location", "lot", "qty", "uom", "expiry")))
     return EXIT_OK
 
 
@@ -63,7 +65,7 @@ def _genealogy_choice(p: argparse.ArgumentParser) -> None:
 
 @command(
     "report",
-    "journal entries, variance, count accuracy, genealogy",
+    "journal entries, variance, count accuracy, genealogy, scrap by reason, lots by expiry",
     actions(
         "report",
         "REPORT",
@@ -87,6 +89,21 @@ def _genealogy_choice(p: argparse.ArgumentParser) -> None:
             _genealogy_choice,
             as_json,
         ),
+        action(
+            "scrap",
+            "scrap by reason, order and component item (quantity and cost)",
+            config,
+            arg("--order", help="only this production order"),
+            arg("--item", help="only this component item"),
+            as_json,
+        ),
+        action(
+            "expiry",
+            "lots on hand by expiry date, earliest first, expired ones flagged",
+            config,
+            arg("--within", type=count_arg, help="only lots expiring within DAYS (and expired)"),
+            as_json,
+        ),
     ),
 )
 def _run_report(args: argparse.Namespace) -> int:
@@ -95,6 +112,20 @@ def _run_report(args: argparse.Namespace) -> int:
         return _print_journal(reports.journal_entries(ledger.conn, ledger.master), args.json)
     if args.report == "counts":
         return _print_counts(reports.counts(ledger.conn, ledger.master, utc_now()), args.json)
+    if args.report == "scrap":
+        scrap = scrap_report(ledger.conn, args.order, args.item)
+        if args.json:
+            print_json(scrap)
+        else:
+            print(scrap_text(scrap))
+        return EXIT_OK
+    if args.report == "expiry":
+        lots = expiry_report.lots_by_expiry(
+            ledger.conn, ledger.master, utc_now().date(), args.within
+        )
+        if not args.json:
+            lots = expiry_report.as_text(lots)
+        return _print_rows(lots, expiry_report.EXPIRY_COLUMNS, args.json)
     cols: tuple[str, ...]
     if args.report == "variance":
         data = reports.variance(ledger.conn, ledger.master)
@@ -105,7 +136,11 @@ def _run_report(args: argparse.Namespace) -> int:
     else:
         data = reports.genealogy_of_lot(ledger.conn, args.lot)
         cols = ("order", "item", "qty", "uom", "work_center")
-    if args.json:
+    return _print_rows(data, cols, args.json)
+
+
+def _print_rows(data: list[dict[str, Any]], cols: tuple[str, ...], machine: bool) -> int:
+    if machine:
         print_json(data)
     else:
         print(render(data, cols))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from datetime import date
 from decimal import Decimal
 
-from lineside.agent.inputs import BadInput, parse_quantity
+from lineside.agent.inputs import BadInput, parse_day, parse_quantity
 from lineside.cli_options import add_config
 
 
@@ -29,6 +30,13 @@ def decimal_arg(text: str) -> Decimal:
     """A plain decimal of ASCII digits within the bound of every quantity (inputs.py)."""
     try:
         return parse_quantity(text, "")
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def date_arg(text: str) -> date:
+    try:
+        return parse_day(text, "")
     except BadInput as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

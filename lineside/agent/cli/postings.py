@@ -8,7 +8,14 @@ import sys
 from typing import Any, TypeVar
 
 from lineside.agent.alerts import alert_fields, held_text
-from lineside.agent.cli.options import as_json, config, count_arg, decimal_arg, request_id
+from lineside.agent.cli.options import (
+    as_json,
+    config,
+    count_arg,
+    date_arg,
+    decimal_arg,
+    request_id,
+)
 from lineside.agent.cli.shared import TX_COLUMNS, ledger_of, post, print_json, request_key
 from lineside.agent.cli.table import Arguments, action, actions, arg, command
 from lineside.agent.commands import (
@@ -82,12 +89,13 @@ def report_result(args: argparse.Namespace, result: Result) -> int:
     arg("--good", type=count_arg, required=True, help="good units (0 allowed)"),
     arg("--scrap", type=count_arg, default=0, help="scrapped units (default 0)"),
     arg("--stage", help="units that passed this stage (flushes its components only)"),
+    arg("--reason", help="the scrapped units' reason code (default: unspecified)"),
     request_id,
     as_json,
 )
 def _run_complete(args: argparse.Namespace) -> int:
     cause = f"reported by hand ({args.request_id or 'cli'})"
-    fields = ("work_center", "good", "scrap", "stage")
+    fields = ("work_center", "good", "scrap", "stage", "reason")
     return apply(args, by_hand(args, Complete, "cli-complete", *fields, cause=cause))
 
 
@@ -114,9 +122,15 @@ def _stock_command(
     "receive",
     "receive stock at a location (optionally a lot)",
     *_stock_arguments("quantity received, in the item's unit"),
+    arg(
+        "--expiry",
+        type=date_arg,
+        help="the lot's expiry date, YYYY-MM-DD (needs --lot; a lot keeps its first expiry)",
+    ),
 )
 def _run_receive(args: argparse.Namespace) -> int:
-    return apply(args, _stock_command(args, Receive, "cli-receive", "receipt by hand"))
+    fields = ("item", "qty", "lot", "location", "expiry")
+    return apply(args, by_hand(args, Receive, "cli-receive", *fields, cause="receipt by hand"))
 
 
 @command(

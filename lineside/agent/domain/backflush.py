@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Literal
 
+from lineside.agent.domain.expiry import Blocked, consumable
 from lineside.agent.domain.model import NO_LOT, Flush, Item, LotBalance, MasterData, WorkCenter
+from lineside.agent.domain.scrap import reason_of
 
 TxKind = Literal[
     "backflush", "completion", "scrap", "measured", "receipt", "adjustment", "reversal"
@@ -65,10 +68,11 @@ class ConsumptionPlan:
     carries: Mapping[str, Carry]
     shortages: tuple[Shortage, ...]
     standard_measured: Mapping[str, Decimal]
+    blocked: tuple[Blocked, ...] = ()  # lots passed over: expired, or too short a shelf life
 
 
 def stage_of(role: str) -> str | None:
-    """'good' and 'scrap' flush the components without a stage; 'stage:X' flushes stage X."""
+    """'good' and scrap flush the components without a stage; 'stage:X' flushes stage X."""
     return role.removeprefix("stage:") if role.startswith("stage:") else None
 
 
@@ -123,7 +127,7 @@ def advance(item: Item, carry: Carry, exact_add: Decimal) -> tuple[Decimal, Carr
 def allocate_fifo(
     lots: Sequence[LotBalance], qty: Decimal
 ) -> tuple[list[tuple[str, Decimal]], Decimal]:
-    """Take qty from positive lots, oldest first; returns (lot, taken) pairs and the shortfall."""
+    """Take qty from positive lots in the order given: (lot, taken) pairs, the shortfall."""
     takes: list[tuple[str, Decimal]] = []
     left = qty
     for lot in lots:
@@ -140,7 +144,8 @@ def allocate_fifo(
 def consume(
     item: Item, location: str, qty: Decimal, kind: TxKind, lots: Sequence[LotBalance]
 ) -> tuple[list[Move], Shortage | None]:
-    """Moves that consume qty FIFO; what no lot covers goes negative on the lot-less row."""
+    """Moves that consume qty from lots in their order; what no lot covers goes negative on
+    the lot-less row."""
     if qty == 0:
         return [], None
     if qty < 0:  # a negative requirement (a correction) returns stock without a lot
@@ -155,6 +160,23 @@ def consume(
     return moves, (Shortage(item.code, location, short) if short > 0 else None)
 
 
+def consume_on(
+    item: Item,
+    location: str,
+    qty: Decimal,
+    kind: TxKind,
+    lots: Sequence[LotBalance],
+    on: date | None,
+) -> tuple[list[Move], Shortage | None, list[Blocked]]:
+    """consume() from the lots the item's removal strategy may take on day on (None: in
+    removal order, no date checks), and the lots with stock it passed over (none when
+    nothing is consumed)."""
+    if qty <= 0:
+        return *consume(item, location, qty, kind, lots), []
+    usable, blocked = consumable(item, lots, on)
+    return *consume(item, location, qty, kind, usable), blocked
+
+
 def plan_consumption(
     master: MasterData,
     wc: WorkCenter,
@@ -164,6 +186,7 @@ def plan_consumption(
     carries: Mapping[str, Carry],
     stock: Mapping[str, Sequence[LotBalance]],
     requirements: Sequence[Requirement] | None = None,
+    on: date | None = None,
 ) -> ConsumptionPlan:
     """What units of item reported under role at wc consume.
 
@@ -171,12 +194,14 @@ def plan_consumption(
     Good and stage units consume with kind backflush, scrapped units with kind scrap.
     Measured components post nothing here: their standard is returned for variance.
     requirements, when given, is explode()'s answer for item and role, computed earlier.
+    on is the posting's day: lots expired by then are passed over (None: no date checks).
     """
-    kind: TxKind = "scrap" if role == "scrap" else "backflush"
+    kind: TxKind = "scrap" if reason_of(role) is not None else "backflush"
     moves: list[Move] = []
     new_carries: dict[str, Carry] = {}
     shortages: list[Shortage] = []
     standard: dict[str, Decimal] = {}
+    blocked: list[Blocked] = []
     if requirements is None:
         requirements = explode(master, item, stage_of(role))
     for req in requirements:
@@ -186,11 +211,13 @@ def plan_consumption(
             continue
         component = master.items[req.item]
         post, new_carries[req.item] = advance(component, carries.get(req.item, Carry()), exact)
-        taken, short = consume(component, wc.location, post, kind, stock.get(req.item, ()))
+        lots = stock.get(req.item, ())
+        taken, short, passed = consume_on(component, wc.location, post, kind, lots, on)
+        blocked += passed
         moves += taken
         if short is not None:
             shortages.append(short)
-    return ConsumptionPlan(tuple(moves), new_carries, tuple(shortages), standard)
+    return ConsumptionPlan(tuple(moves), new_carries, tuple(shortages), standard, tuple(blocked))
 
 
 def completion_move(master: MasterData, wc: WorkCenter, item: str, units: int, lot: str) -> Move:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 ShortagePolicy = Literal["allow", "hold"]
 Flush = Literal["standard", "measured"]
+Removal = Literal["fifo", "fefo"]
 NO_LOT = ""
 
 
@@ -21,6 +23,8 @@ class Item:
     conversion_cost: Decimal = Decimal(0)
     phantom: bool = False
     gtin: str | None = None
+    removal: Removal = "fifo"
+    min_shelf_life_days: Decimal | None = None  # a lot with fewer days left is not consumed
 
     def round(self, qty: Decimal) -> Decimal:
         """Round once to the item's decimals, half up (what ERPs do for a posting)."""
@@ -72,7 +76,9 @@ class MasterData:
 
 @dataclass(frozen=True, slots=True)
 class LotBalance:
-    """One stock row at a location; lot NO_LOT is stock without a lot (and shortages)."""
+    """One stock row at a location; lot NO_LOT is stock without a lot (and shortages).
+    expiry is the lot's (the same at every location), None when nobody gave one."""
 
     lot: str
     qty: Decimal
+    expiry: date | None = None

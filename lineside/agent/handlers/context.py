@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +12,7 @@ from lineside.agent import master as masterdata
 from lineside.agent.commands import Rejected
 from lineside.agent.config import LinesideConfig
 from lineside.agent.domain.backflush import Move, Requirement
+from lineside.agent.domain.expiry import ALERT_BIT, Blocked
 from lineside.agent.domain.model import NO_LOT, Item, MasterData, WorkCenter
 from lineside.agent.inputs import BadInput, check_code, check_quantity, decimal_text
 from lineside.agent.ledger.queries import MASTER_VERSION_KEY
@@ -126,6 +127,28 @@ def negative_alert(
         event=event,
         action="count this item",
     )
+
+
+def passed_over_alerts(
+    uow: Work, blocked: Iterable[Blocked], location: str, ts: datetime, event: str
+) -> None:
+    """lot_expired / lot_short_shelf_life: once per item and lot, ever (the ledger keeps
+    which it raised), however many postings pass the lot over."""
+    for b in blocked:
+        if not uow.first_lot_alert(b.item, b.lot, ALERT_BIT[b.reason]):
+            continue
+        action = "remove the lot from the line" if b.reason == "lot_expired" else "use it elsewhere"
+        uow.alert(
+            b.reason,
+            ts,
+            item=b.item,
+            lot=b.lot,
+            expiry=b.expiry.isoformat(),
+            days_left=b.days_left,
+            location=location,
+            event=event,
+            action=action,
+        )
 
 
 def _at_decimals(move: Move, item: Item) -> Move:

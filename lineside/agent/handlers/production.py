@@ -16,7 +16,13 @@ from lineside.agent.domain.backflush import (
 )
 from lineside.agent.domain.held import Production
 from lineside.agent.domain.model import NO_LOT, WorkCenter
-from lineside.agent.handlers.context import Context, negative_alert, post_moves
+from lineside.agent.domain.scrap import UNSPECIFIED, reason_of, reason_problem, scrap_role
+from lineside.agent.handlers.context import (
+    Context,
+    negative_alert,
+    passed_over_alerts,
+    post_moves,
+)
 from lineside.agent.ledger.store import Posting
 from lineside.agent.ledger.work import Work
 
@@ -32,12 +38,25 @@ def complete(ctx: Context, uow: Work, cmd: Complete) -> None:
             "scrap is reported without --stage: scrapped units consume the"
             " components of the good counter"
         )
+    scrap_as = scrap_role(_reason(ctx, cmd))
     cause = cmd.cause or cmd.key
     if cmd.stage is not None:
         produce(ctx, uow, wc, f"stage:{cmd.stage}", cmd.good, cmd.key, cause, cmd.ts)
         return
     produce(ctx, uow, wc, "good", cmd.good, cmd.key, cause, cmd.ts)
-    produce(ctx, uow, wc, "scrap", cmd.scrap, cmd.key, cause, cmd.ts)
+    produce(ctx, uow, wc, scrap_as, cmd.scrap, cmd.key, cause, cmd.ts)
+
+
+def _reason(ctx: Context, cmd: Complete) -> str:
+    """The scrapped units' reason: the one given, if the catalogue knows it; else unspecified."""
+    if cmd.reason is None:
+        return UNSPECIFIED
+    if not cmd.scrap:
+        raise Rejected(f"reason {cmd.reason!r} is for scrapped units, and none are reported")
+    problem = reason_problem(cmd.reason, ctx.config.scrap_reasons)
+    if problem is not None:
+        raise Rejected(problem)
+    return cmd.reason
 
 
 def produce(
@@ -69,7 +88,7 @@ def post_production(
     """Post p, or return why it must wait (and hold it when may_hold)."""
     wc = ctx.work_center(p.work_center)
     master = ctx.master
-    posting = Posting(ts, p.event, p.cause, p.order_no, p.work_center)
+    posting = Posting(ts, p.event, p.cause, p.order_no, p.work_center, reason=reason_of(p.role))
     try:
         completion = (
             completion_move(master, wc, p.item, p.units, p.order_no or NO_LOT)
@@ -82,9 +101,12 @@ def post_production(
         requirements, components = _explosion(ctx, p.item, p.role)
         stock = uow.lots_of(components, wc.location) if components else {}
         carries = uow.carries(p.bucket, components)
-        plan = plan_consumption(master, wc, p.item, p.role, p.units, carries, stock, requirements)
+        plan = plan_consumption(
+            master, wc, p.item, p.role, p.units, carries, stock, requirements, on=ts.date()
+        )
     except CannotPost as exc:
         return _wait(ctx, uow, p, completion, posting, str(exc), may_hold)
+    passed_over_alerts(uow, plan.blocked, wc.location, ts, p.event)
     if plan.shortages and wc.on_shortage == "hold":
         missing = ", ".join(f"{s.item} short {s.missing}" for s in plan.shortages)
         return _wait(ctx, uow, p, completion, posting, f"shortage: {missing}", may_hold)

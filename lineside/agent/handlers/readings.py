@@ -7,10 +7,16 @@ from datetime import datetime
 from decimal import Decimal
 
 from lineside.agent.commands import CounterReading, MeterReading, Notice, Rejected
-from lineside.agent.domain.backflush import Carry, advance, consume
+from lineside.agent.domain.backflush import Carry, advance, consume_on
 from lineside.agent.domain.counters import CounterDelta, Number, counter_change
 from lineside.agent.domain.held import Implausible, Measured
-from lineside.agent.handlers.context import Context, checked, negative_alert, post_moves
+from lineside.agent.handlers.context import (
+    Context,
+    checked,
+    negative_alert,
+    passed_over_alerts,
+    post_moves,
+)
 from lineside.agent.handlers.production import produce
 from lineside.agent.inputs import check_quantity, decimal_text
 from lineside.agent.ledger.store import Posting
@@ -130,7 +136,8 @@ def post_measured(
     event: str,
     ts: datetime,
 ) -> None:
-    """qty of item measured at a work center: consumed FIFO, carried at the item's decimals."""
+    """qty of item measured at a work center: consumed in the item's removal order (never
+    an expired lot), carried at the item's decimals."""
     wc = ctx.work_center(wc_code)
     item = ctx.item(item_code)
     active = uow.active_order(wc.code)
@@ -139,8 +146,10 @@ def post_measured(
     carry = uow.carries(bucket, [item.code]).get(item.code, Carry())
     post, new_carry = advance(item, carry, qty)
     uow.save_carry(bucket, item.code, new_carry)
-    moves, short = consume(item, wc.location, post, "measured", uow.lots(item.code, wc.location))
+    lots = uow.lots(item.code, wc.location)
+    moves, short, blocked = consume_on(item, wc.location, post, "measured", lots, ts.date())
     posting = Posting(ts, event, event, order_no, wc.code)
+    passed_over_alerts(uow, blocked, wc.location, ts, event)
     post_moves(ctx, uow, moves, posting)
     if short is not None:
         negative_alert(uow, item.code, wc.location, ts, event, short.missing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 from lineside.agent.commands import Count, Receive, Refused, Rejected, Reverse
@@ -20,6 +21,8 @@ def receive(ctx: Context, uow: Work, cmd: Receive) -> None:
     qty = quantity(item, cmd.qty, positive=True)
     ctx.location(cmd.location)
     lot = lot_code(checked(check_code, cmd.lot, "lot"))
+    if cmd.expiry is not None:
+        _date_lot(uow, item.code, lot, cmd.expiry)
     move = Move("receipt", item.code, cmd.location, lot, qty, qty * item.cost)
     post_moves(ctx, uow, [move], Posting(cmd.ts, cmd.key, cmd.cause or cmd.key))
     if lot != NO_LOT:
@@ -29,6 +32,21 @@ def receive(ctx: Context, uow: Work, cmd: Receive) -> None:
             moves, cause = settled
             post_moves(ctx, uow, moves, Posting(cmd.ts, cmd.key, cause))
     retry_held(ctx, uow, cmd.ts)
+
+
+def _date_lot(uow: Work, item: str, lot: str, expiry: date) -> None:
+    """A lot has one expiry: the first one given stays, a different one is refused (a
+    mislabelled delivery is a person's question, not a silent overwrite)."""
+    if lot == NO_LOT:
+        raise Rejected("an expiry needs a lot: stock without a lot has no expiry")
+    known = uow.lot_expiry(item, lot)
+    if known is None:
+        uow.set_lot_expiry(item, lot, expiry)
+    elif known != expiry:
+        raise Refused(
+            f"lot {lot} of {item} expires {known.isoformat()}, not {expiry.isoformat()}:"
+            " receive it under another lot, or correct the label"
+        )
 
 
 def count(ctx: Context, uow: Work, cmd: Count) -> None:
@@ -76,6 +94,7 @@ def reverse(ctx: Context, uow: Work, cmd: Reverse) -> None:
         tx["order_no"],
         tx["work_center"],
         reverses=cmd.tx_id,
+        reason=tx.get("reason"),
     )
     uow.post(move, tx["uom"], posting)
     retry_held(ctx, uow, cmd.ts)

@@ -29,10 +29,13 @@ PAGE_ROWS = 1000  # one read never loads more outbox rows than this (unless batc
 # A 'tx' row whose payload is '' points at its journal row (seq in column tx), and SQLite
 # builds the transaction's JSON from it: the bytes Python's encoder wrote before, for
 # every row unit.py leaves derivable (text that JSON need not escape). Other rows keep it.
-TX_JSON = """CASE WHEN o.payload != '' THEN o.payload ELSE (
-  SELECT json_object('id', j.id, 'ts', j.ts, 'kind', j.kind, 'item', j.item,
+# Only a scrap row (and its reversal) has a reason: the key is there when the column is set.
+_TX_FIELDS = """'id', j.id, 'ts', j.ts, 'kind', j.kind, 'item', j.item,
     'location', j.location, 'qty', j.qty, 'uom', j.uom, 'lot', NULLIF(j.lot, ''),
-    'order', j.order_no, 'work_center', j.work_center, 'cost', j.cost, 'cause', j.cause)
+    'order', j.order_no, 'work_center', j.work_center, 'cost', j.cost, 'cause', j.cause"""
+TX_JSON = f"""CASE WHEN o.payload != '' THEN o.payload ELSE (
+  SELECT CASE WHEN j.reason IS NULL THEN json_object({_TX_FIELDS})
+    ELSE json_object({_TX_FIELDS}, 'reason', j.reason) END
   FROM journal AS j WHERE j.seq = o.tx) END"""
 UNSENT_TX = "FROM outbox WHERE stream = 'tx' AND sent_ts IS NULL"
 UNSENT_AFTER = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,28 @@ class Registers:
             " DO UPDATE SET value = excluded.value, ts = excluded.ts",
             (point, value, iso(ts)),
         )
+
+    # -- lots' expiry dates ----------------------------------------------------------------
+    def lot_expiry(self, item: str, lot: str) -> date | None:
+        row = self.conn.execute(
+            "SELECT expiry FROM lots WHERE item = ? AND lot = ?", (item, lot)
+        ).fetchone()
+        return None if row is None else date.fromisoformat(row[0])
+
+    def set_lot_expiry(self, item: str, lot: str, expiry: date) -> None:
+        self.conn.execute(
+            "INSERT INTO lots (item, lot, expiry) VALUES (?, ?, ?)"
+            " ON CONFLICT (item, lot) DO UPDATE SET expiry = excluded.expiry",
+            (item, lot, expiry.isoformat()),
+        )
+
+    def first_lot_alert(self, item: str, lot: str, bit: int) -> bool:
+        """Record that the lot raised the alert of this bit; False if it had already."""
+        cur = self.conn.execute(
+            "UPDATE lots SET alerts = alerts | ?1 WHERE item = ?2 AND lot = ?3 AND alerts & ?1 = 0",
+            (bit, item, lot),
+        )
+        return cur.rowcount == 1
 
     # -- held events ---------------------------------------------------------------------
     def hold(self, key: str, ts: datetime, work_center: str | None, reason: str, held: Held) -> int:

@@ -185,6 +185,25 @@ def _m005_lean_rows(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS outbox_unsent")
 
 
+def _m006_lot_expiry(db: sqlite_utils.Database) -> None:
+    """A lot's expiry date (ISO, YYYY-MM-DD) is the lot's, not a stock row's: one row per
+    item and lot that was given one, whatever its locations. alerts holds which once-only
+    alerts the lot has raised (bits of domain.expiry.ALERT_BIT), so a restart raises none
+    again. Lots without an expiry have no row: a ledger without dated lots stays as lean
+    as before."""
+    db.execute(
+        "CREATE TABLE lots (item TEXT NOT NULL, lot TEXT NOT NULL, expiry TEXT NOT NULL,"
+        " alerts INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (item, lot)) WITHOUT ROWID"
+    )
+
+
+def _m007_scrap_reason(db: sqlite_utils.Database) -> None:
+    """A scrap posting's reason code (and its reversal's), NULL on every other row. Rows
+    posted before it have none: `report scrap` shows their scrap as "unspecified". No
+    index: the scrap report reads the scrap rows it selects by kind and order anyway."""
+    db.execute("ALTER TABLE journal ADD COLUMN reason TEXT")
+
+
 def _m008_indexes_that_append(db: sqlite_utils.Database) -> None:
     """The journal's indexes take a posting's rows at their end, as the table does. An index
     led by the item put each BOM line's new entry at the end of that item's own run, on a
@@ -206,6 +225,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m003_held_per_occurrence,
     _m004_retention,
     _m005_lean_rows,
+    _m006_lot_expiry,
+    _m007_scrap_reason,
     _m008_indexes_that_append,
 )
 

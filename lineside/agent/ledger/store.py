@@ -61,6 +61,7 @@ class Posting:
     order_no: str | None = None
     work_center: str | None = None
     reverses: str | None = None
+    reason: str | None = None  # a scrap posting's reason code (and its reversal's)
 
 
 def uuid4_strings(count: int) -> list[str]:
@@ -112,6 +113,7 @@ def tx_payload(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
         row["work_center"],
         row["cost"],
         row["cause"],
+        row["reason"],
     )
 
 
@@ -128,9 +130,11 @@ def transaction(
     work_center: str | None,
     cost: str,
     cause: str,
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    """The MQTT contract's transaction; the lot-less row (NO_LOT) has lot null."""
-    return {
+    """The MQTT contract's transaction; the lot-less row (NO_LOT) has lot null, and only a
+    scrap posting (or its reversal) has a reason."""
+    tx = {
         "id": tx_id,
         "ts": ts,
         "kind": kind,
@@ -144,6 +148,7 @@ def transaction(
         "cost": cost,
         "cause": cause,
     }
+    return tx if reason is None else {**tx, "reason": reason}
 
 
 def move_transaction(tx_id: str, ts: str, move: Move, uom: str, posting: Posting) -> dict[str, Any]:
@@ -161,6 +166,7 @@ def move_transaction(tx_id: str, ts: str, move: Move, uom: str, posting: Posting
         posting.work_center,
         decimal_text(move.cost),
         posting.cause,
+        posting.reason,
     )
 
 

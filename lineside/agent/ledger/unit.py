@@ -8,7 +8,7 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -148,8 +148,8 @@ class UnitOfWork(Registers):
         ]
         self.conn.executemany(
             "INSERT INTO journal (id, ts, kind, item, location, lot, qty, uom, order_no,"
-            " work_center, cost, cause, event, reverses)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " work_center, cost, cause, event, reverses, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     p["id"],
@@ -166,6 +166,7 @@ class UnitOfWork(Registers):
                     posting.cause,
                     posting.event,
                     posting.reverses,
+                    posting.reason,
                 )
                 for p, (move, _) in zip(payloads, moves, strict=True)
             ],
@@ -237,18 +238,20 @@ class UnitOfWork(Registers):
         return {item: known[item] for item in items if item in known}
 
     def lots_of(self, items: Sequence[str], location: str) -> dict[str, list[LotBalance]]:
-        """FIFO balances of several items at once (one query for a whole BOM)."""
+        """FIFO balances of several items at once (one query for a whole BOM), each with its
+        lot's expiry."""
         missing = [item for item in items if (item, location) not in self._lots]
         if missing:
             for item in missing:
                 self._lots[(item, location)] = []
             marks = ",".join("?" * len(missing))
-            for item, lot, qty in self.conn.execute(
-                f"SELECT item, lot, qty FROM stock WHERE location = ? AND item IN ({marks})"
-                " ORDER BY item, fifo, lot",
+            for item, lot, qty, expiry in self.conn.execute(
+                "SELECT s.item, s.lot, s.qty, l.expiry FROM stock AS s LEFT JOIN lots AS l"
+                f" USING (item, lot) WHERE s.location = ? AND s.item IN ({marks})"
+                " ORDER BY s.item, s.fifo, s.lot",
                 (location, *missing),
             ):
-                self._lots[(item, location)].append(LotBalance(lot, Decimal(qty)))
+                self._lots[(item, location)].append(LotBalance(lot, Decimal(qty), _day(expiry)))
         return {item: list(lots) for item in items if (lots := self._lots[(item, location)])}
 
     def _moved(self, move: Move) -> tuple[Decimal, bool]:
@@ -257,15 +260,22 @@ class UnitOfWork(Registers):
         lots = self._lots[(move.item, move.location)]
         for index, balance in enumerate(lots):
             if balance.lot == move.lot:
-                moved = LotBalance(move.lot, balance.qty + move.qty)
+                moved = LotBalance(move.lot, balance.qty + move.qty, balance.expiry)
                 if balance.qty <= 0 < moved.qty and _new_stock(move):
                     del lots[index]
                     lots.append(moved)
                     return moved.qty, True
                 lots[index] = moved
                 return moved.qty, False
-        lots.append(LotBalance(move.lot, move.qty))  # a new row is the newest in FIFO order
+        expiry = None if move.lot == NO_LOT else self.lot_expiry(move.item, move.lot)
+        lots.append(LotBalance(move.lot, move.qty, expiry))  # a new row is the newest in FIFO
         return move.qty, False
+
+    def set_lot_expiry(self, item: str, lot: str, expiry: date) -> None:
+        super().set_lot_expiry(item, lot, expiry)
+        # the lot's rows in the cache have the old date: read the item's rows again
+        for key in [k for k in self._lots if k[0] == item]:
+            del self._lots[key]
 
     def save_carries(self, bucket: str, carries: dict[str, Carry]) -> None:
         """Remembered now, written at commit (read back from memory until then)."""
@@ -301,6 +311,10 @@ class UnitOfWork(Registers):
             " ON CONFLICT (bucket, item) DO UPDATE SET exact = excluded.exact",
             (bucket, item, order_no, work_center, str(total)),
         )
+
+
+def _day(text: str | None) -> date | None:
+    return None if text is None else date.fromisoformat(text)
 
 
 def _stored_json(transaction: dict[str, Any]) -> str:

@@ -55,7 +55,7 @@ def layout(cfg: LinesideConfig) -> Layout:
     )
     devices = {
         code: defs(
-            *((f"Counters/{role.title()}", DataType.Int64) for role, _ in _counters(wc)),
+            *((f"Counters/{role}", DataType.Int64) for role, _ in _counters(wc)),
             *((f"Stages/{stage}", DataType.Int64) for stage in wc.stages),
             ("Order", DataType.String),
             ("Item", DataType.String),
@@ -68,8 +68,9 @@ def layout(cfg: LinesideConfig) -> Layout:
 
 
 def _counters(wc: WorkCenterConfig) -> list[tuple[str, str]]:
-    return [(role, ref) for role, ref in (("good", wc.counters.good),
-                                          ("scrap", wc.counters.scrap)) if ref is not None]
+    """(metric name under Counters/, point) of each counter: Good, Scrap, or Scrap/REASON
+    for each scrap counter of a reason."""
+    return [("/".join((tail[0].title(), *tail[1:])), ref) for tail, _, ref in wc.counters.roles()]
 
 
 def node_values(
@@ -126,7 +127,7 @@ def device_values(
     down = any(live.devices_up.get(ref.split(".", 1)[0]) is False for ref in refs)
     values: dict[str, Value] = {}
     for (role, _), value in zip(_counters(wc), counts, strict=False):
-        values[f"Counters/{role.title()}"] = value
+        values[f"Counters/{role}"] = value
     for stage, value in zip(wc.stages, counts[len(_counters(wc)) :], strict=True):
         values[f"Stages/{stage}"] = value
     order = ledger.orders.get(code)
@@ -152,5 +153,8 @@ def count(text: str | None) -> int | None:
 
 def changes(before: Mapping[str, Value], now: Mapping[str, Value]) -> dict[str, Value]:
     """Report by exception: the metrics whose value differs from the last one reported."""
-    return {name: value for name, value in now.items()
-            if name not in before or before[name] != value or type(before[name]) is not type(value)}
+    return {
+        name: value
+        for name, value in now.items()
+        if name not in before or before[name] != value or type(before[name]) is not type(value)
+    }

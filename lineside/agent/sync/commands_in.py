@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from lineside.agent.commands import (
     CloseOrder,
     Command,
+    Complete,
     Count,
     PutBom,
     PutItem,
@@ -28,7 +29,7 @@ from lineside.agent.commands import (
     Reverse,
     StartOrder,
 )
-from lineside.agent.inputs import parse_quantity
+from lineside.agent.inputs import parse_day, parse_quantity
 from lineside.agent.sync.contract import Contract
 from lineside.agent.sync.payloads import COMMAND_NAMES, Topics, reply
 
@@ -213,20 +214,25 @@ def decimal(value: str, field: str) -> Decimal:
 Builder = Callable[[dict[str, Any], str, datetime], Command]
 
 
-def _stock_at(kind: type[Receive | Count]) -> Builder:
+def _stock_fields(d: dict[str, Any]) -> dict[str, Any]:
     """A receipt and a count say the same: item, qty at a location, maybe a lot."""
+    return {
+        "item": d["item"],
+        "qty": decimal(d["qty"], "qty"),
+        "location": d["location"],
+        "lot": d.get("lot"),
+    }
 
-    def build(d: dict[str, Any], key: str, ts: datetime) -> Command:
-        return kind(
-            key=key,
-            ts=ts,
-            item=d["item"],
-            qty=decimal(d["qty"], "qty"),
-            location=d["location"],
-            lot=d.get("lot"),
-        )
 
-    return build
+def _count(d: dict[str, Any], key: str, ts: datetime) -> Command:
+    return Count(key=key, ts=ts, **_stock_fields(d))
+
+
+def _receipt(d: dict[str, Any], key: str, ts: datetime) -> Command:
+    """A count's fields, and the lot's expiry date when the label gives one."""
+    expiry = d.get("expiry")
+    day = None if expiry is None else parse_day(expiry)
+    return Receive(key=key, ts=ts, **_stock_fields(d), expiry=day)
 
 
 def _order_start(d: dict[str, Any], key: str, ts: datetime) -> Command:
@@ -249,8 +255,30 @@ def _reverse(d: dict[str, Any], key: str, ts: datetime) -> Command:
     return Reverse(key=key, ts=ts, tx_id=d["tx_id"])
 
 
-_ITEM_KEYS = ("uom", "decimals", "cost", "conversion_cost", "phantom", "gtin")
-_DECIMAL_KEYS = ("cost", "conversion_cost", "per", "qty", "scrap_pct")
+def _production(d: dict[str, Any], key: str, ts: datetime) -> Command:
+    return Complete(
+        key=key,
+        ts=ts,
+        cause=f"production command ({d['request_id']})",
+        work_center=d["work_center"],
+        good=int(d.get("good", 0)),  # the schema lets 2.0 through as a whole number
+        scrap=int(d.get("scrap", 0)),
+        stage=d.get("stage"),
+        reason=d.get("reason"),
+    )
+
+
+_ITEM_KEYS = (
+    "uom",
+    "decimals",
+    "cost",
+    "conversion_cost",
+    "phantom",
+    "gtin",
+    "removal",
+    "min_shelf_life_days",
+)
+_DECIMAL_KEYS = ("cost", "conversion_cost", "per", "qty", "scrap_pct", "min_shelf_life_days")
 
 
 def _item_put(d: dict[str, Any], key: str, ts: datetime) -> Command:
@@ -284,14 +312,16 @@ NAME_OF = {
     "Reverse": "reverse",
     "PutItem": "item.put",
     "PutBom": "bom.put",
+    "Complete": "production",
 }
 
 _BUILDERS: dict[str, Builder] = {
-    "receipt": _stock_at(Receive),
-    "count": _stock_at(Count),
+    "receipt": _receipt,
+    "count": _count,
     "order.start": _order_start,
     "order.close": _order_close,
     "reverse": _reverse,
     "item.put": _item_put,
     "bom.put": _bom_put,
+    "production": _production,
 }

@@ -20,6 +20,7 @@ COMMAND_NAMES = (
     "item.put",
     "bom.put",
     "reverse",
+    "production",
 )
 
 
