@@ -26,7 +26,7 @@ lint: $(STAMP)
 check-systemd: $(STAMP)
 	sh scripts/check-systemd.sh
 
-# Figures beside the physical limits of the same run; writes bench/results.md (~10 min).
+# Figures beside the physical limits of the same run; writes bench/results.md (~15 min).
 bench: $(STAMP)
 	@sh scripts/ensure-mosquitto.sh
 	$(PY) bench/run_all.py $(BENCH_ARGS)

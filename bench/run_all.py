@@ -7,7 +7,7 @@ Runs, in order: bench/ledger.py's measurement (imported; each mode --reps times,
 alternating with raw sqlite3, medians), bench/sync.py (a subprocess, its own best of three
 rounds), bench/agent.py, bench/latency.py, bench/endurance.py and bench/central.py
 (subprocesses handing their figures back as JSON; endurance once per ENDURANCE_VARIANTS).
-About 10 minutes on 2 cores; --quick shortens every phase for a smoke test (its figures are
+About 15 minutes on 2 cores; --quick shortens every phase for a smoke test (its figures are
 not worth keeping). Prints figures and ratios; asserts nothing; exits 0 even when a target
 is missed (benchmarks never fail a build on speed).
 """

@@ -13,6 +13,8 @@ import threading
 import time
 import uuid
 from collections import deque
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -93,13 +95,20 @@ class CentralSubscriber:
             self.online = bool(event.data.get("online"))
 
 
+DEMO_LEDGER = {"commit_interval_s": Decimal(1), "post_interval_s": Decimal(2)}
+
+
 def _config(tmp: Path) -> LoadedConfig:
     text = data_text("demo.yaml").replace("data_dir: ../var/demo", f"data_dir: {tmp}")
     for old in DEMO_PORTS:
         text = text.replace(old, str(free_port()))
     path = tmp / "demo.yaml"
     path.write_text(text)
-    return load_text(text, path)
+    loaded = load_text(text, path)
+    # Someone watching wants to see each posting come; a gateway's default window (30 s)
+    # is for its SD card, and what a window posts is the same either way.
+    ledger = loaded.config.ledger.model_copy(update=DEMO_LEDGER)
+    return replace(loaded, config=loaded.config.model_copy(update={"ledger": ledger}))
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Table:

@@ -65,6 +65,7 @@ class LedgerWriter:
         self.ledger.on_flushed = self._account  # readings committed before a command
         while not self._stop.is_set() or not self.events.empty():
             self.writer_heartbeat = time.monotonic()
+            self._answer_handover()
             batch = self._take_batch(self._wait_s())
             commands = self._pending + [c for e in batch if (c := self._command_for(e))]
             self._pending = []
@@ -73,6 +74,13 @@ class LedgerWriter:
                 self._write(commands)
         if waiting := self.ledger.take_waiting():  # a stop posts every waiting reading
             self._write(waiting)
+
+    def _answer_handover(self) -> None:
+        assert self.ledger is not None
+        try:
+            self.ledger.answer_handover()
+        except sqlite3.Error as exc:  # the CLI's command then goes ahead, and says so
+            log.warning("a CLI command asked for the waiting readings; not committed: %s", exc)
 
     def _wait_s(self) -> float:
         """How long to wait for events: at most until the waiting readings are due."""

@@ -19,6 +19,7 @@ from tests.broker import Broker, wait_until
 
 CONFIG = """
 gateway: {{id: gw-dev, site: test, data_dir: ./var}}
+ledger: {{post_interval_s: 1}}  # postings within seconds: the test waits for them
 mqtt: {{port: {broker}}}
 items:
   FG:    {{uom: ea}}

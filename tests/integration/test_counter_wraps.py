@@ -27,6 +27,7 @@ from tests.conftest import StepClock
 
 LINE = """
 gateway: {id: gw-wrap, site: test, data_dir: ./var}
+ledger: {post_interval_s: 1}  # postings within seconds: the test waits for them
 items:
   FG:     {uom: ea}
   BOLT:   {uom: ea}

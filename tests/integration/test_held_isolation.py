@@ -27,6 +27,7 @@ from tests.conftest import StepClock
 
 LINE = """
 gateway: {{id: gw-held, site: test, data_dir: ./var}}
+ledger: {{post_interval_s: 1}}  # postings within seconds: the test waits for them
 mqtt: {{port: {broker}}}
 items:
   FA:    {{uom: ea}}

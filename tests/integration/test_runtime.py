@@ -18,6 +18,7 @@ from tests.broker import Broker, Consumer, wait_until
 
 CONFIG = """
 gateway: {{id: gw-rt, site: test, data_dir: ./var}}
+ledger: {{post_interval_s: 1}}  # postings within seconds: the test waits for them
 mqtt: {{port: {broker}}}
 items: {{FG: {{uom: ea}}, SHEET: {{uom: kg, decimals: 3}}}}
 boms: {{FG: {{components: [{{item: SHEET, qty: 0.5}}]}}}}

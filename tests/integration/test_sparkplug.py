@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 GROUP, NODE = "plant-t", "gw-spb"
 CONFIG = """
 gateway: {{id: gw-spb, site: test, data_dir: ./var}}
+ledger: {{post_interval_s: 1}}  # postings within seconds: the test waits for them
 mqtt: {{port: {broker}}}
 items:
   FG:    {{uom: ea, cost: 2}}

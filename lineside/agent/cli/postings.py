@@ -16,7 +16,7 @@ from lineside.agent.cli.options import (
     decimal_arg,
     request_id,
 )
-from lineside.agent.cli.shared import TX_COLUMNS, ledger_of, print_json, request_key
+from lineside.agent.cli.shared import TX_COLUMNS, ledger_of, post, print_json, request_key
 from lineside.agent.cli.table import Arguments, action, actions, arg, command
 from lineside.agent.commands import (
     CloseOrder,
@@ -47,7 +47,7 @@ def by_hand(args: argparse.Namespace, kind: type[C], prefix: str, *fields: str, 
 
 
 def apply(args: argparse.Namespace, command: Command) -> int:
-    result = ledger_of(args).execute(command)
+    result = post(args, command)
     return report_result(args, result)
 
 
@@ -179,7 +179,7 @@ def _run_order(args: argparse.Namespace) -> int:
         command = by_hand(args, StartOrder, "cli-order-start", *fields)
     else:
         command = by_hand(args, CloseOrder, "cli-order-close", "order")
-    result = ledger_of(args).execute(command)
+    result = post(args, command)
     if result.ok:
         print(f"order {args.order} {'started' if args.action == 'start' else 'closed'}")
         return EXIT_OK

@@ -30,6 +30,8 @@ from lineside.agent.domain.waiting import WaitingReadings
 from lineside.agent.handlers.context import Context
 from lineside.agent.handlers.table import HANDLERS
 from lineside.agent.inputs import BadInput, check_quantity
+from lineside.agent.ledger import handover
+from lineside.agent.ledger.live import data_version
 from lineside.agent.ledger.queries import MASTER_VERSION_KEY, master_overlays
 from lineside.agent.ledger.store import ledger_failure, meta
 from lineside.agent.ledger.unit import UnitOfWork
@@ -54,6 +56,7 @@ class Ledger:
         self._last_value: dict[str, str | None] = {}  # a point's last committed value
         self.waiting: WaitingReadings[Reading] = _waiting(config)
         self.on_flushed: Flushed | None = None  # the writer's accounting of waiting readings
+        self._seen_version = -1  # PRAGMA data_version when answer_handover last looked
 
     @property
     def config(self) -> LinesideConfig:
@@ -129,6 +132,21 @@ class Ledger:
             results = self.execute_batch(readings)
             if self.on_flushed is not None:
                 self.on_flushed(readings, results)
+
+    def answer_handover(self) -> None:
+        """Commit what waits when a command of another process (the CLI) asked for it, and
+        say so: that command waits for the answer (ledger/handover.py). Checked each time
+        round the writer; SQLite's data_version says when anyone else has written at all."""
+        with self._lock:
+            version = data_version(self.conn)
+            if version == self._seen_version:
+                return
+            self._seen_version = version
+            token = handover.asked(self.conn)
+            if token is None:
+                return
+            self.flush()
+            handover.answer(self.conn, token)
 
     def _may_wait(self, reading: Reading) -> bool:
         point = self.points.counters.get(reading.point) or self.points.meters.get(reading.point)

@@ -204,6 +204,21 @@ def _m007_scrap_reason(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE journal ADD COLUMN reason TEXT")
 
 
+def _m008_indexes_that_append(db: sqlite_utils.Database) -> None:
+    """The journal's indexes take a posting's rows at their end, as the table does. An index
+    led by the item put each BOM line's new entry at the end of that item's own run, on a
+    page of its own: a posting of a 20-line BOM wrote some 20 pages of each such index, the
+    most of all it wrote to an aged ledger. The order's rows follow one another in seq, so
+    an index on the order alone takes a window's rows on one or two pages and still answers
+    the order's genealogy and `transactions --order`; what asks by item or lot reads the
+    journal from its newest row, or the genealogy summary's lot index."""
+    db.execute("DROP INDEX IF EXISTS idx_journal_item_lot")
+    db.execute("DROP INDEX IF EXISTS idx_journal_order_no_item")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS journal_order ON journal(order_no) WHERE order_no IS NOT NULL"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m001_ledger,
     _m002_sync,
@@ -212,6 +227,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m005_lean_rows,
     _m006_lot_expiry,
     _m007_scrap_reason,
+    _m008_indexes_that_append,
 )
 
 

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from lineside import __version__
 from lineside.agent.config import LoadedConfig
+from lineside.agent.ledger.handover import agent_lock_path
 from lineside.agent.ledger.outbox_status import sync_status
 from lineside.agent.ledger.retention import retention_of
 from lineside.agent.ledger.store import connect
@@ -189,7 +190,7 @@ class Sync:
 
 def _lock(db_path: Path) -> IO[bytes]:
     """One publisher per ledger: a second would interleave seqs."""
-    path = db_path.with_name(db_path.name + ".sync.lock")
+    path = agent_lock_path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("ab")
     try:
