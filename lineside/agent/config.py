@@ -198,7 +198,7 @@ class LedgerConfig(Model):
     """How often the ledger writer commits re-readable readings, how long a posting window
     gathers them, and how long history is kept (docs/configuration.md#ledger)."""
 
-    commit_interval_s: Decimal = Field(default=Decimal(5), ge=Decimal("0.05"), le=60)
+    commit_interval_s: Decimal = Field(default=Decimal(5), ge=0, le=60)
     post_interval_s: Decimal = Field(default=Decimal(30), ge=0, le=3600)
     # 0 would prune a transaction the moment the broker took it, before anyone could ask
     # for a report of it: the least is 0.01 days (14.4 minutes).

@@ -228,3 +228,21 @@ def test_a_command_commits_what_waits_first(tmp_path: Path) -> None:
     ).fetchall()
     assert [(o, D(q)) for o, q in rows] == [("", D(6)), ("ORD-9", D(2))]
     ledger.conn.close()
+
+
+def test_no_commit_interval_and_no_window_write_each_reading_as_it_comes(tmp_path: Path) -> None:
+    # what a dashboard that must see every unit within a poll asks for (docs/configuration.md)
+    ledger = open_line(tmp_path, "commit_interval_s: 0, post_interval_s: 0")
+    line = Line(ledger)
+    line.read(0, 0, 0, "0")
+    for good in (2, 5):
+        ts = ledger.clock()
+        reading = CounterReading(key="plc3.good", ts=ts, point="plc3.good", value=good)
+        due = ledger.offer([reading], line.now + POLL_S)
+        assert due == [reading] and not ledger.waiting.readings  # nothing waits
+        assert all(r.ok for r in ledger.execute_batch(due))
+    completed = ledger.conn.execute(
+        "SELECT sum(qty) FROM journal WHERE kind = 'completion'"
+    ).fetchone()[0]
+    assert D(completed) == 5
+    ledger.conn.close()
